@@ -1,0 +1,163 @@
+//! `ServiceBuilder`: how an `ApiKeyService` is configured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::cache::{CacheConfig, VerifyCache};
+use crate::error::Error;
+use crate::hash::{HashAlgorithm, KeyHasher, Pepper};
+use crate::key::{KeyFormat, Secret};
+use crate::repository::Repository;
+use crate::service::{ApiKeyService, Inner};
+use crate::touch::TouchQueue;
+
+/// Random delay bounds, used to blur timing (off by default on success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelayRange {
+    /// Shortest delay.
+    pub min: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+/// Builds an [`ApiKeyService`]. The defaults are the fast, safe ones: Argon2id
+/// for new keys, pepper from `API_KEY_PEPPER`, verification cache on,
+/// `last_used_at` written at most once a minute per key, no artificial delay.
+///
+/// ```
+/// use std::time::Duration;
+/// use keygate::{ApiKeyService, InMemoryRepository, Pepper};
+/// let service = ApiKeyService::builder(InMemoryRepository::new())
+///     .pepper(Pepper::new("from-your-secret-store").unwrap())
+///     .touch_interval(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+/// # let _ = service;
+/// ```
+pub struct ServiceBuilder {
+    repo: Arc<dyn Repository>,
+    pepper: Option<Pepper>,
+    algorithm: HashAlgorithm,
+    format: KeyFormat,
+    cache: Option<CacheConfig>,
+    touch_interval: Duration,
+    failure_delay: Option<DelayRange>,
+    success_delay: Option<DelayRange>,
+    hash_threads: Option<usize>,
+}
+
+impl ServiceBuilder {
+    pub(crate) fn new(repo: Arc<dyn Repository>) -> Self {
+        Self {
+            repo,
+            pepper: None,
+            algorithm: HashAlgorithm::default(),
+            format: KeyFormat::default(),
+            cache: Some(CacheConfig::default()),
+            touch_interval: Duration::from_secs(60),
+            failure_delay: None,
+            success_delay: None,
+            hash_threads: None,
+        }
+    }
+
+    /// The pepper (default: `API_KEY_PEPPER`, else the placeholder with a warning).
+    pub fn pepper(mut self, pepper: Pepper) -> Self {
+        self.pepper = Some(pepper);
+        self
+    }
+
+    /// The algorithm for new hashes (default Argon2id). Existing hashes of
+    /// any supported format keep verifying.
+    pub fn algorithm(mut self, algorithm: HashAlgorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Shorthand for [`HashAlgorithm::HmacSha256`]: sound for keygate's
+    /// generated 64-character secrets, and microseconds instead of
+    /// milliseconds.
+    pub fn fast_hashing(self) -> Self {
+        self.algorithm(HashAlgorithm::HmacSha256)
+    }
+
+    /// Prefix and separator of keys (default `ak_v1` and `-`).
+    pub fn key_format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Verification cache settings (on by default).
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Turns the verification cache off: every verify reads the store.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// Least time between two `last_used_at` writes of one key (default
+    /// 60 s). Zero writes every use before `verify` returns.
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.touch_interval = interval;
+        self
+    }
+
+    /// Sleeps a random time in `min..=max` before returning a failed
+    /// verification (off by default).
+    pub fn failure_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.failure_delay = Some(DelayRange { min, max });
+        self
+    }
+
+    /// Sleeps a random time in `min..=max` before returning a successful
+    /// verification. Off by default, and there is rarely a reason to turn it
+    /// on: unknown key ids already cost the same hashing work as known ones.
+    pub fn success_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.success_delay = Some(DelayRange { min, max });
+        self
+    }
+
+    /// How many slow hashes (Argon2, bcrypt) may run at once on the blocking
+    /// pool (default: cores − 1, at least 1), so a flood of wrong secrets
+    /// cannot take every core from valid requests.
+    pub fn hash_threads(mut self, n: usize) -> Self {
+        self.hash_threads = Some(n.max(1));
+        self
+    }
+
+    /// Checks the configuration and builds the service.
+    pub fn build(self) -> Result<ApiKeyService, Error> {
+        for (field, range) in [
+            ("failure_delay", self.failure_delay),
+            ("success_delay", self.success_delay),
+        ] {
+            if range.is_some_and(|r| r.min > r.max) {
+                return Err(Error::validation(field, "min must not exceed max"));
+            }
+        }
+        let hasher = KeyHasher::new(self.pepper.unwrap_or_else(Pepper::from_env), self.algorithm)?;
+        // Unknown key ids are checked against this, so they cost the same
+        // hashing work as known ones.
+        let dummy_hash = hasher.hash(Secret::generate().expose())?;
+        let hash_threads = self.hash_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        });
+        Ok(ApiKeyService::from_inner(Inner {
+            repo: self.repo,
+            hasher: Arc::new(hasher),
+            format: self.format,
+            cache: self.cache.map(VerifyCache::new),
+            touch: TouchQueue::new(self.touch_interval),
+            dummy_hash,
+            hash_slots: Arc::new(Semaphore::new(hash_threads)),
+            failure_delay: self.failure_delay,
+            success_delay: self.success_delay,
+        }))
+    }
+}

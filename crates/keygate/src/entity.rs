@@ -1,0 +1,267 @@
+//! The `ApiKey` entity and the inputs that create and change it.
+
+use std::fmt;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, FieldError};
+use crate::key::Secret;
+use crate::scope::ScopeSet;
+
+/// Longest accepted name, in characters.
+pub const NAME_MAX: usize = 128;
+/// Longest accepted description, in characters.
+pub const DESCRIPTION_MAX: usize = 1024;
+
+/// A stored API key. Holds only a hash of the secret.
+///
+/// Serializes to the public JSON shape of the SPEC (`id, key_id, name,
+/// description, is_active, created_at, last_used_at, expires_at, scopes`):
+/// the hash and the secret's first/last characters are never serialized.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// UUIDv4 as 32 lowercase hex characters, no dashes.
+    pub id: String,
+    /// The public key id (middle part of the key).
+    pub key_id: String,
+    /// Human name.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Deactivated keys are refused.
+    pub is_active: bool,
+    /// Creation time (UTC).
+    pub created_at: DateTime<Utc>,
+    /// Last successful verification (UTC), coalesced.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Expiry (UTC); expired keys are refused.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// Hash of the secret in a self-describing format.
+    #[serde(skip)]
+    pub key_hash: String,
+    /// First 4 characters of the secret, for display.
+    #[serde(skip)]
+    pub key_secret_first: String,
+    /// Last 4 characters of the secret, for display.
+    #[serde(skip)]
+    pub key_secret_last: String,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("key_id", &self.key_id)
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("is_active", &self.is_active)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes.as_slice())
+            .field("key_hash", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKey {
+    /// True when `expires_at` is set and not after `now`.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// A fresh 32-hex-character UUIDv4 id.
+pub fn new_entity_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Current time truncated to microseconds, the precision every store keeps.
+pub fn now_micros() -> DateTime<Utc> {
+    truncate_micros(Utc::now())
+}
+
+/// Truncates to microseconds so values survive a round trip through any store.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// What `ApiKeyService::create` takes.
+///
+/// ```
+/// use keygate::NewApiKey;
+/// let new = NewApiKey::named("ci-bot").with_scopes(["read", "write"]);
+/// assert_eq!(new.name.as_deref(), Some("ci-bot"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Human name (1..=128 characters).
+    pub name: Option<String>,
+    /// Free text (at most 1024 characters).
+    pub description: Option<String>,
+    /// Defaults to true.
+    pub is_active: bool,
+    /// Must be in the future.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Each must match `^[a-z][a-z0-9:_\-]*$`.
+    pub scopes: Vec<String>,
+    /// Explicit key id (16 lowercase hex); random when absent.
+    pub key_id: Option<String>,
+    /// Explicit secret; random when absent.
+    pub secret: Option<Secret>,
+}
+
+impl Default for NewApiKey {
+    fn default() -> Self {
+        Self {
+            name: None,
+            description: None,
+            is_active: true,
+            expires_at: None,
+            scopes: Vec::new(),
+            key_id: None,
+            secret: None,
+        }
+    }
+}
+
+impl NewApiKey {
+    /// An active key with a name and no scopes.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the scopes.
+    pub fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the expiry.
+    pub fn expiring_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// Replace the scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New expiry (must be in the future).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Remove the expiry.
+    #[serde(default)]
+    pub clear_expires: bool,
+}
+
+/// Collects field errors for name, description and expiry.
+pub(crate) fn check_fields(
+    name: Option<&str>,
+    description: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(name) = name {
+        let n = name.chars().count();
+        if n == 0 || n > NAME_MAX {
+            errors.push(FieldError::new(
+                "name",
+                format!("must be 1 to {NAME_MAX} characters"),
+            ));
+        }
+    }
+    if description.is_some_and(|d| d.chars().count() > DESCRIPTION_MAX) {
+        errors.push(FieldError::new(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    if expires_at.is_some_and(|e| e <= now) {
+        errors.push(FieldError::new("expires_at", "must be in the future"));
+    }
+    errors
+}
+
+/// Validates scopes into a [`ScopeSet`], appending problems to `errors`.
+pub(crate) fn check_scopes(scopes: &[String], errors: &mut Vec<FieldError>) -> ScopeSet {
+    match ScopeSet::new(scopes.iter().cloned()) {
+        Ok(set) => set,
+        Err(Error::Validation(mut e)) => {
+            errors.append(&mut e);
+            ScopeSet::default()
+        }
+        Err(other) => {
+            errors.push(FieldError::new("scopes", other.to_string()));
+            ScopeSet::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_never_carries_the_hash() {
+        let key = ApiKey {
+            id: new_entity_id(),
+            key_id: "0123456789abcdef".into(),
+            name: Some("n".into()),
+            description: None,
+            is_active: true,
+            created_at: now_micros(),
+            last_used_at: None,
+            expires_at: None,
+            scopes: ScopeSet::new(["read"]).unwrap(),
+            key_hash: "$keygate-hmac-sha256$v=1$SECRETHASH".into(),
+            key_secret_first: "abcd".into(),
+            key_secret_last: "wxyz".into(),
+        };
+        let json = serde_json::to_value(&key).unwrap();
+        let fields: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(fields.len(), 9, "{fields:?}");
+        assert!(!json.to_string().contains("SECRETHASH"));
+        assert!(!format!("{key:?}").contains("SECRETHASH"));
+        assert_eq!(key.id.len(), 32);
+    }
+
+    #[test]
+    fn field_checks() {
+        let now = Utc::now();
+        assert!(check_fields(Some("ok"), Some("d"), None, now).is_empty());
+        let errors = check_fields(
+            Some(""),
+            Some(&"x".repeat(DESCRIPTION_MAX + 1)),
+            Some(now - TimeDelta::seconds(1)),
+            now,
+        );
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["name", "description", "expires_at"]);
+        assert_eq!(
+            check_fields(Some(&"é".repeat(NAME_MAX)), None, None, now),
+            vec![]
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! # keygate
+//!
+//! API key management for Rust services: issue keys, store only their
+//! hashes, verify them on every request against per-route scopes.
+//!
+//! This crate is framework- and storage-agnostic. It holds the key format,
+//! the hashers, the [`ApiKey`] entity, the [`Repository`] trait with an
+//! [`InMemoryRepository`], the verification cache and [`ApiKeyService`].
+//! SQL stores live in `keygate-sqlx`, HTTP in `keygate-axum`.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use keygate::{ApiKeyService, Error, InMemoryRepository, NewApiKey, Pepper};
+//!
+//! let service = ApiKeyService::builder(InMemoryRepository::new())
+//!     .pepper(Pepper::new("load-me-from-a-secret-store").unwrap())
+//!     .build()
+//!     .unwrap();
+//! let (_entity, key) = service.create(NewApiKey::named("writer").with_scopes(["write"])).await.unwrap();
+//! let verified = service.verify(key.expose(), &["write"]).await.unwrap();
+//! assert_eq!(verified.name.as_deref(), Some("writer"));
+//! assert!(matches!(service.verify(key.expose(), &["read"]).await, Err(Error::InvalidScopes { .. })));
+//! # });
+//! ```
+#![warn(missing_docs)]
+
+mod builder;
+mod cache;
+mod entity;
+mod error;
+mod filter;
+mod hash;
+mod key;
+mod memory;
+mod repository;
+mod scope;
+mod service;
+mod touch;
+mod verify;
+
+pub use builder::{DelayRange, ServiceBuilder};
+pub use cache::{digest as key_digest, CacheConfig, KeyDigest};
+pub use entity::{
+    new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate, NewApiKey, DESCRIPTION_MAX,
+    NAME_MAX,
+};
+pub use error::{Error, FieldError, StoreError};
+pub use filter::{ApiKeyFilter, OrderBy};
+pub use hash::{HashAlgorithm, KeyHasher, Pepper, StoredKind, PEPPER_ENV};
+pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_LEN};
+pub use memory::InMemoryRepository;
+pub use repository::Repository;
+pub use scope::{is_valid_scope, ScopeSet};
+pub use service::ApiKeyService;

@@ -1,0 +1,85 @@
+//! Coalesced `last_used_at` writes: at most one per key per interval, done
+//! by a background task, never on the request path.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::entity::ApiKey;
+use crate::error::StoreError;
+use crate::repository::Repository;
+
+/// How often pending uses are written, at most.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct TouchQueue {
+    interval: Duration,
+    pending: Mutex<HashMap<String, DateTime<Utc>>>,
+    flusher: OnceLock<()>,
+}
+
+impl TouchQueue {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            pending: Mutex::new(HashMap::new()),
+            flusher: OnceLock::new(),
+        }
+    }
+
+    /// Zero interval: every use is written before verify returns.
+    pub(crate) fn writes_through(&self) -> bool {
+        self.interval.is_zero()
+    }
+
+    /// True when this use should be recorded: the stored value is older than
+    /// the interval.
+    pub(crate) fn is_due(&self, key: &ApiKey, now: DateTime<Utc>) -> bool {
+        key.last_used_at
+            .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= self.interval)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        // The map is always consistent between statements; ignore poison.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a use; a later use of the same key replaces an earlier one.
+    pub(crate) fn enqueue(&self, id: &str, at: DateTime<Utc>) {
+        let mut pending = self.lock();
+        let slot = pending.entry(id.to_owned()).or_insert(at);
+        if *slot < at {
+            *slot = at;
+        }
+    }
+
+    /// Runs `start` once, the first time a flusher is needed.
+    pub(crate) fn start_flusher_once(&self, start: impl FnOnce()) {
+        self.flusher.get_or_init(start);
+    }
+
+    /// Writes every pending use. On failure they are put back (unless a newer
+    /// use arrived meanwhile), so nothing is lost.
+    pub(crate) async fn flush(&self, repo: &dyn Repository) -> Result<usize, StoreError> {
+        let batch: Vec<(String, DateTime<Utc>)> = self.lock().drain().collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match repo.touch(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                let mut pending = self.lock();
+                for (id, at) in batch {
+                    pending.entry(id).or_insert(at);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.lock().len()
+    }
+}

@@ -1,0 +1,214 @@
+//! The verification path, top to bottom, and slow hashing off the executor.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use rand::Rng;
+use zeroize::Zeroizing;
+
+use crate::builder::DelayRange;
+use crate::cache::digest;
+use crate::entity::{now_micros, ApiKey};
+use crate::error::Error;
+use crate::hash::HashAlgorithm;
+use crate::key::Secret;
+use crate::service::{ApiKeyService, Inner};
+use crate::touch::FLUSH_EVERY;
+
+impl ApiKeyService {
+    /// Verifies a presented key and checks that it holds **every** scope in
+    /// `required`. Returns the key's entity.
+    ///
+    /// Order (hash before status, so a wrong secret learns nothing about the
+    /// key's state): blank → [`Error::KeyNotProvided`]; malformed →
+    /// [`Error::InvalidKey`]; unknown key id → [`Error::KeyNotFound`] (after
+    /// the same hashing work); wrong secret → [`Error::InvalidKey`]; inactive
+    /// → [`Error::KeyInactive`]; expired → [`Error::KeyExpired`]; missing
+    /// scopes → [`Error::InvalidScopes`]; then the use is recorded.
+    pub async fn verify<S: AsRef<str>>(
+        &self,
+        raw_key: &str,
+        required: &[S],
+    ) -> Result<Arc<ApiKey>, Error> {
+        let result = self.verify_unpaced(raw_key, required).await;
+        let delay = match &result {
+            Ok(_) => self.inner.success_delay,
+            Err(e) if e.is_auth_failure() => self.inner.failure_delay,
+            Err(_) => None,
+        };
+        if let Some(range) = delay {
+            sleep_between(range).await;
+        }
+        result
+    }
+
+    async fn verify_unpaced<S: AsRef<str>>(
+        &self,
+        raw_key: &str,
+        required: &[S],
+    ) -> Result<Arc<ApiKey>, Error> {
+        let inner = &self.inner;
+        // 1–2. Blank or malformed: no store access, no hashing.
+        let parsed = inner.format.parse(raw_key)?;
+
+        // Cache hit only when the whole presented key matches the cached one.
+        let presented = inner.cache.as_ref().map(|_| digest(raw_key));
+        let cached = inner
+            .cache
+            .as_ref()
+            .zip(presented.as_ref())
+            .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                // 3. Unknown key id: spend the same hashing work anyway.
+                let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
+                    let _ = self.check_hash(parsed.secret, &inner.dummy_hash).await;
+                    return Err(Error::KeyNotFound);
+                };
+                // 4. Wrong secret.
+                if !self.check_hash(parsed.secret, &stored.key_hash).await? {
+                    return Err(Error::InvalidKey);
+                }
+                let key = Arc::new(stored);
+                if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+                    cache.insert(d, key.clone());
+                }
+                key
+            }
+        };
+
+        // 5. Status, re-checked on every cache hit too.
+        let now = Utc::now();
+        if !key.is_active {
+            return Err(Error::KeyInactive);
+        }
+        if key.is_expired_at(now) {
+            return Err(Error::KeyExpired);
+        }
+        // 6. All required scopes.
+        if !key.scopes.contains_all(required) {
+            return Err(Error::InvalidScopes {
+                required: required.iter().map(|s| s.as_ref().to_owned()).collect(),
+                missing: required
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|s| !key.scopes.contains(s))
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        // Per-key limits (rate, credits) will be checked here.
+
+        // 7. Record the use.
+        self.record_use(key, presented).await
+    }
+
+    /// Queues (or, with a zero interval, writes) `last_used_at`; at most once
+    /// per key per interval.
+    async fn record_use(
+        &self,
+        key: Arc<ApiKey>,
+        presented: Option<crate::cache::KeyDigest>,
+    ) -> Result<Arc<ApiKey>, Error> {
+        let inner = &self.inner;
+        let now = now_micros();
+        if !inner.touch.is_due(&key, now) {
+            return Ok(key);
+        }
+        let mut used = (*key).clone();
+        used.last_used_at = Some(now);
+        let used = Arc::new(used);
+        if inner.touch.writes_through() {
+            inner.repo.touch(&[(used.id.clone(), now)]).await?;
+        } else {
+            inner.touch.enqueue(&used.id, now);
+            self.start_flusher();
+        }
+        if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+            cache.insert(d, used.clone());
+        }
+        Ok(used)
+    }
+
+    fn start_flusher(&self) {
+        self.inner.touch.start_flusher_once(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let weak = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(FLUSH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    flush_quietly(&inner).await;
+                }
+            });
+        });
+    }
+
+    /// Checks a secret against a stored hash. Argon2 and bcrypt run on the
+    /// blocking pool, at most `hash_threads` at once; HMAC runs inline.
+    pub(crate) async fn check_hash(&self, secret: &str, stored: &str) -> Result<bool, Error> {
+        let hasher = &self.inner.hasher;
+        let slow = HashAlgorithm::of_stored(stored).is_some_and(|k| k.is_slow());
+        let outcome = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if slow => {
+                let permit = self.inner.hash_slots.clone().acquire_owned().await;
+                let (hasher, stored) = (hasher.clone(), stored.to_owned());
+                let secret = Zeroizing::new(secret.to_owned());
+                runtime
+                    .spawn_blocking(move || {
+                        let _permit = permit;
+                        hasher.verify(&secret, &stored)
+                    })
+                    .await
+                    .map_err(|e| Error::Hash(format!("hashing task failed: {e}")))?
+            }
+            _ => hasher.verify(secret, stored),
+        };
+        outcome.or_else(|e| {
+            // A stored hash we cannot read never authenticates.
+            tracing::error!(error = %e, "stored key hash is unreadable");
+            Ok(false)
+        })
+    }
+
+    /// Hashes a new secret (off the executor when slow).
+    pub(crate) async fn hash_secret(&self, secret: &Secret) -> Result<String, Error> {
+        let hasher = self.inner.hasher.clone();
+        if matches!(hasher.algorithm(), HashAlgorithm::HmacSha256) {
+            return hasher.hash(secret.expose());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return hasher.hash(secret.expose());
+        };
+        let permit = self.inner.hash_slots.clone().acquire_owned().await;
+        let secret = secret.clone();
+        runtime
+            .spawn_blocking(move || {
+                let _permit = permit;
+                hasher.hash(secret.expose())
+            })
+            .await
+            .map_err(|e| Error::Hash(format!("hashing task failed: {e}")))?
+    }
+}
+
+async fn flush_quietly(inner: &Inner) {
+    if let Err(e) = inner.touch.flush(inner.repo.as_ref()).await {
+        tracing::warn!(error = %e, "could not write last_used_at; will retry");
+    }
+}
+
+async fn sleep_between(range: DelayRange) {
+    let wait = if range.max > range.min {
+        rand::thread_rng().gen_range(range.min..=range.max)
+    } else {
+        range.min
+    };
+    tokio::time::sleep(wait).await;
+}
