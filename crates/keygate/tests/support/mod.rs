@@ -1,0 +1,99 @@
+//! Shared set-up for the core's integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keygate::{
+    ApiKey, ApiKeyFilter, ApiKeyService, HashAlgorithm, InMemoryRepository, Pepper, Repository,
+    ServiceBuilder, StoreError,
+};
+
+pub const PEPPER: &str = "test-pepper";
+
+/// HMAC hashing, cache on, writes of last_used_at through (interval zero).
+pub fn fast_service() -> ApiKeyService {
+    service_with(InMemoryRepository::new(), |b| b)
+}
+
+/// A service over `repo` with the test pepper and fast hashing, adjusted by `configure`.
+pub fn service_with(
+    repo: impl Repository,
+    configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
+) -> ApiKeyService {
+    let builder = ApiKeyService::builder(repo)
+        .pepper(Pepper::new(PEPPER).unwrap())
+        .fast_hashing()
+        .touch_interval(std::time::Duration::ZERO);
+    configure(builder).build().unwrap()
+}
+
+/// Argon2id, cheap enough for tests but still milliseconds.
+pub fn argon2_cheap() -> HashAlgorithm {
+    HashAlgorithm::Argon2 {
+        m_cost: 8 * 1024,
+        t_cost: 1,
+        p_cost: 1,
+    }
+}
+
+/// An in-memory store that counts reads by key id and touch calls.
+pub struct Spy {
+    inner: InMemoryRepository,
+    reads: Arc<AtomicUsize>,
+    touches: Arc<AtomicUsize>,
+}
+
+/// A spy store and a function returning how many key-id reads it served.
+pub fn spy() -> (Spy, impl Fn() -> usize) {
+    let (spy, reads, _) = spy_with_touches();
+    (spy, move || reads())
+}
+
+/// A spy store, a read counter and a touch counter.
+pub fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let touches = Arc::new(AtomicUsize::new(0));
+    let spy = Spy {
+        inner: InMemoryRepository::new(),
+        reads: reads.clone(),
+        touches: touches.clone(),
+    };
+    (
+        spy,
+        move || reads.load(Ordering::SeqCst),
+        move || touches.load(Ordering::SeqCst),
+    )
+}
+
+#[async_trait]
+impl Repository for Spy {
+    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.inner.insert(key).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_by_key_id(key_id).await
+    }
+    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
+        self.inner.update(key).await
+    }
+    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.find(filter).await
+    }
+    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
+        self.inner.count(filter).await
+    }
+    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.touches.fetch_add(uses.len(), Ordering::SeqCst);
+        self.inner.touch(uses).await
+    }
+}

@@ -1,0 +1,237 @@
+//! Every verification outcome of SPEC §5, in order, on the in-memory store.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use keygate::{ApiKeyUpdate, Error, HashAlgorithm, NewApiKey};
+use support::{argon2_cheap, fast_service, service_with, spy};
+
+#[tokio::test]
+async fn blank_and_malformed_keys() {
+    let service = fast_service();
+    assert!(matches!(
+        service.verify::<&str>("", &[]).await,
+        Err(Error::KeyNotProvided)
+    ));
+    assert!(matches!(
+        service.verify::<&str>("  ", &[]).await,
+        Err(Error::KeyNotProvided)
+    ));
+    for bad in [
+        "nope",
+        "ak_v1-zz-abc",
+        "ak_v2-0123456789abcdef-abc",
+        "ak_v1-0123456789abcdef-",
+    ] {
+        assert!(
+            matches!(
+                service.verify::<&str>(bad, &[]).await,
+                Err(Error::InvalidKey)
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_key_id_wrong_secret_and_success() {
+    let service = fast_service();
+    let (entity, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    let verified = service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    assert_eq!(verified.id, entity.id);
+
+    let unknown = format!("ak_v1-0000000000000000-{}", &key.expose()[23..]);
+    assert!(matches!(
+        service.verify::<&str>(&unknown, &[]).await,
+        Err(Error::KeyNotFound)
+    ));
+
+    let mut wrong = key.expose().to_owned();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    assert!(matches!(
+        service.verify::<&str>(&wrong, &[]).await,
+        Err(Error::InvalidKey)
+    ));
+}
+
+#[tokio::test]
+async fn hash_is_checked_before_status() {
+    let service = fast_service();
+    let (entity, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    service.deactivate(&entity.id).await.unwrap();
+    let wrong = format!("{}X", &key.expose()[..key.expose().len() - 1]);
+    // A wrong secret learns nothing about the key's state.
+    assert!(matches!(
+        service.verify::<&str>(&wrong, &[]).await,
+        Err(Error::InvalidKey)
+    ));
+    assert!(matches!(
+        service.verify::<&str>(key.expose(), &[]).await,
+        Err(Error::KeyInactive)
+    ));
+}
+
+#[tokio::test]
+async fn inactive_then_expired_then_scopes() {
+    // The store is changed behind the service's back, so no cache here.
+    let service = service_with(keygate::InMemoryRepository::new(), |b| b.without_cache());
+    let (entity, key) = service
+        .create(
+            NewApiKey::named("k")
+                .with_scopes(["read"])
+                .expiring_at(Utc::now() + TimeDelta::hours(1)),
+        )
+        .await
+        .unwrap();
+    // Make it expired and inactive directly in the store: inactive wins.
+    let mut stored = service.get(&entity.id).await.unwrap();
+    stored.expires_at = Some(Utc::now() - TimeDelta::seconds(1));
+    stored.is_active = false;
+    service.repository().update(&stored).await.unwrap();
+    assert!(matches!(
+        service.verify(key.expose(), &["write"]).await,
+        Err(Error::KeyInactive)
+    ));
+    stored.is_active = true;
+    service.repository().update(&stored).await.unwrap();
+    assert!(matches!(
+        service.verify(key.expose(), &["write"]).await,
+        Err(Error::KeyExpired)
+    ));
+    stored.expires_at = None;
+    service.repository().update(&stored).await.unwrap();
+    match service.verify(key.expose(), &["read", "write"]).await {
+        Err(Error::InvalidScopes { required, missing }) => {
+            assert_eq!(required, ["read", "write"]);
+            assert_eq!(missing, ["write"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn all_required_scopes_must_be_held() {
+    let service = fast_service();
+    let (_, both) = service
+        .create(NewApiKey::named("rw").with_scopes(["read", "write"]))
+        .await
+        .unwrap();
+    let (_, read) = service
+        .create(NewApiKey::named("r").with_scopes(["read"]))
+        .await
+        .unwrap();
+    assert!(service
+        .verify(both.expose(), &["read", "write"])
+        .await
+        .is_ok());
+    assert!(service.verify(both.expose(), &["write"]).await.is_ok());
+    assert!(service.verify(read.expose(), &["read"]).await.is_ok());
+    assert!(matches!(
+        service.verify(read.expose(), &["read", "write"]).await,
+        Err(Error::InvalidScopes { .. })
+    ));
+}
+
+#[tokio::test]
+async fn unknown_key_id_costs_the_same_hashing_work() {
+    let service = service_with(keygate::InMemoryRepository::new(), |b| {
+        b.algorithm(argon2_cheap()).without_cache()
+    });
+    let (_, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    let unknown = format!("ak_v1-0000000000000000-{}", &key.expose()[23..]);
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        service.verify::<&str>(&unknown, &[]).await,
+        Err(Error::KeyNotFound)
+    ));
+    let unknown_time = start.elapsed();
+    // A map miss takes microseconds; Argon2 with 8 MiB takes milliseconds.
+    // Load on the machine can only make this longer, never shorter.
+    assert!(
+        unknown_time > Duration::from_millis(1),
+        "unknown key id did no hashing: {unknown_time:?}"
+    );
+}
+
+#[tokio::test]
+async fn cache_is_invalidated_by_every_change() {
+    let (repo, reads) = spy();
+    let service = service_with(repo, |b| b);
+    let (entity, key) = service
+        .create(NewApiKey::named("k").with_scopes(["read"]))
+        .await
+        .unwrap();
+    service.verify(key.expose(), &["read"]).await.unwrap();
+    let after_first = reads();
+    service.verify(key.expose(), &["read"]).await.unwrap();
+    assert_eq!(
+        reads(),
+        after_first,
+        "second verify is served from the cache"
+    );
+
+    // Knowing the key id alone never hits the cache.
+    let forged = format!("{}Z", &key.expose()[..key.expose().len() - 1]);
+    assert!(matches!(
+        service.verify(&forged, &["read"]).await,
+        Err(Error::InvalidKey)
+    ));
+
+    service.deactivate(&entity.id).await.unwrap();
+    assert!(matches!(
+        service.verify(key.expose(), &["read"]).await,
+        Err(Error::KeyInactive)
+    ));
+    service.activate(&entity.id).await.unwrap();
+    service
+        .update(
+            &entity.id,
+            ApiKeyUpdate {
+                scopes: Some(vec!["write".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        service.verify(key.expose(), &["read"]).await,
+        Err(Error::InvalidScopes { .. })
+    ));
+    service.delete(&entity.id).await.unwrap();
+    assert!(matches!(
+        service.verify(key.expose(), &["write"]).await,
+        Err(Error::KeyNotFound)
+    ));
+}
+
+#[tokio::test]
+async fn expiry_is_rechecked_on_cache_hits() {
+    let service = fast_service();
+    let soon = Utc::now() + TimeDelta::milliseconds(300);
+    let (_, key) = service
+        .create(NewApiKey::named("k").expiring_at(soon))
+        .await
+        .unwrap();
+    service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        service.verify::<&str>(key.expose(), &[]).await,
+        Err(Error::KeyExpired)
+    ));
+}
+
+#[tokio::test]
+async fn python_argon2_parameters_verify_through_the_service() {
+    let service = service_with(keygate::InMemoryRepository::new(), |b| {
+        b.algorithm(HashAlgorithm::Argon2 {
+            m_cost: 65536,
+            t_cost: 3,
+            p_cost: 4,
+        })
+    });
+    let (_, key) = service.create(NewApiKey::named("py-params")).await.unwrap();
+    assert!(service.verify::<&str>(key.expose(), &[]).await.is_ok());
+}
