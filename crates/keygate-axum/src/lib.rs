@@ -1,1 +1,157 @@
+//! # keygate-axum
+//!
+//! HTTP for [keygate](keygate) on axum: protect routes with scoped API keys,
+//! mount the key-management API, serve its OpenAPI document and docs page.
+//!
+//! - [`RequireScopes`]: a tower layer requiring a key holding every given
+//!   scope; the handler reads the key with the [`VerifiedKey`] extractor.
+//!   [`Scoped`] is the typed-marker alternative.
+//! - [`ApiError`]: the single mapping from keygate's errors to HTTP
+//!   (401 `API key missing` / `API key invalid`, 403, 404, 409, 422, 503).
+//! - [`management_router`]: the `/api-keys` routes, admin-protected by default.
+//! - [`app`]: everything above plus `/openapi.json` and `/docs`.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use keygate::{ApiKeyService, InMemoryRepository};
+//! use keygate_axum::{AppConfig, RequireScopes, VerifiedKey};
+//!
+//! async fn protected(VerifiedKey(key): VerifiedKey) -> String {
+//!     format!("hello {}", key.id)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = ApiKeyService::builder(InMemoryRepository::new()).build()?;
+//! let app = Router::new()
+//!     .route("/protected", get(protected))
+//!     .route_layer(RequireScopes::new(service.clone(), ["read", "write"]))
+//!     .merge(keygate_axum::app(service, AppConfig::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
+mod error;
+mod extract;
+mod layer;
+mod management;
+mod openapi;
+mod sources;
+
+use axum::Router;
+use keygate::ApiKeyService;
+
+pub use error::ApiError;
+pub use extract::{RequiredScopes, Scoped, VerifiedKey};
+pub use layer::{KeyVerifier, RequireScopes, RequireScopesService};
+pub use management::{
+    management_router, ManagementConfig, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,
+    DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+};
+pub use openapi::{docs_router, openapi, DEFAULT_MOUNT_PATH};
+pub use sources::{KeySources, API_KEY_PARAM, X_API_KEY};
+
+/// What [`app`] mounts, and how.
+///
+/// ```
+/// use keygate_axum::{AppConfig, KeySources};
+/// let config = AppConfig::default()
+///     .admin_scope("ops:keys")
+///     .key_sources(KeySources::default().with_x_api_key())
+///     .mount_path("/admin/keys");
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    management: ManagementConfig,
+    mount_path: String,
+    docs: bool,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            management: ManagementConfig::default(),
+            mount_path: DEFAULT_MOUNT_PATH.to_owned(),
+            docs: true,
+        }
+    }
+}
+
+impl AppConfig {
+    /// Replaces the management router's settings.
+    ///
+    /// ```
+    /// use keygate_axum::{AppConfig, ManagementConfig};
+    /// let config = AppConfig::default().management(ManagementConfig::default().body_limit(16 * 1024));
+    /// # let _ = config;
+    /// ```
+    pub fn management(mut self, management: ManagementConfig) -> Self {
+        self.management = management;
+        self
+    }
+
+    /// Shorthand for [`ManagementConfig::admin_scope`].
+    pub fn admin_scope(mut self, scope: impl Into<String>) -> Self {
+        self.management = self.management.admin_scope(scope);
+        self
+    }
+
+    /// Shorthand for [`ManagementConfig::key_sources`].
+    pub fn key_sources(mut self, sources: KeySources) -> Self {
+        self.management = self.management.key_sources(sources);
+        self
+    }
+
+    /// Shorthand for [`ManagementConfig::open_without_authentication`]:
+    /// anyone who reaches the server can manage keys.
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().open_without_authentication();
+    /// # let _ = config;
+    /// ```
+    pub fn open_without_authentication(mut self) -> Self {
+        self.management = self.management.open_without_authentication();
+        self
+    }
+
+    /// Where the management router is mounted (default `/api-keys`); the
+    /// OpenAPI document follows.
+    pub fn mount_path(mut self, path: impl Into<String>) -> Self {
+        self.mount_path = path.into();
+        self
+    }
+
+    /// Leaves out `/openapi.json` and `/docs`.
+    pub fn without_docs(mut self) -> Self {
+        self.docs = false;
+        self
+    }
+}
+
+/// The whole HTTP API: the management router at `/api-keys` (or
+/// [`AppConfig::mount_path`]), `GET /openapi.json` and `GET /docs`.
+///
+/// # Panics
+/// When the admin scope is not a valid scope, or the mount path does not
+/// start with `/`.
+///
+/// ```
+/// use keygate_axum::AppConfig;
+/// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let app: axum::Router = keygate_axum::app(service, AppConfig::default());
+/// ```
+pub fn app(service: ApiKeyService, config: AppConfig) -> Router {
+    let mount = config.mount_path.trim_end_matches('/');
+    let router = if mount.is_empty() {
+        management_router(service, config.management)
+    } else {
+        Router::new().nest(mount, management_router(service, config.management))
+    };
+    if config.docs {
+        router.merge(docs_router(openapi(mount)))
+    } else {
+        router
+    }
+}

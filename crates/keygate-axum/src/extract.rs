@@ -1,0 +1,306 @@
+//! Extractors: the verified key, typed scope markers, and JSON bodies with
+//! JSON rejections.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use keygate::{ApiKey, Error, FieldError};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::layer::KeyVerifier;
+
+/// The key that [`RequireScopes`](crate::RequireScopes) verified for this
+/// request. Extracting it on a route without that layer is a programming
+/// error and answers 500.
+///
+/// ```
+/// use axum::{routing::get, Json, Router};
+/// use keygate_axum::{RequireScopes, VerifiedKey};
+///
+/// async fn whoami(key: VerifiedKey) -> Json<keygate::ApiKey> {
+///     Json((*key).clone())
+/// }
+/// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let app: Router = Router::new()
+///     .route("/whoami", get(whoami))
+///     .route_layer(RequireScopes::new(service, ["read"]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedKey(pub Arc<ApiKey>);
+
+impl Deref for VerifiedKey {
+    type Target = ApiKey;
+    fn deref(&self) -> &ApiKey {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<VerifiedKey>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Internal("VerifiedKey extracted on a route without RequireScopes".into())
+            })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<VerifiedKey>().cloned())
+    }
+}
+
+/// A type that names the scopes a route requires, for [`Scoped`].
+/// Declare one with [`required_scopes!`](crate::required_scopes).
+///
+/// ```
+/// struct Admin;
+/// impl keygate_axum::RequiredScopes for Admin {
+///     const SCOPES: &'static [&'static str] = &["keygate:admin"];
+/// }
+/// ```
+pub trait RequiredScopes: Send + Sync + 'static {
+    /// Every scope the key must hold, in the order reported on refusal.
+    const SCOPES: &'static [&'static str];
+}
+
+/// Declares a [`RequiredScopes`] marker type in one line.
+///
+/// ```
+/// keygate_axum::required_scopes!(pub ReadWrite = ["read", "write"]);
+/// use keygate_axum::RequiredScopes;
+/// assert_eq!(ReadWrite::SCOPES, ["read", "write"]);
+/// ```
+#[macro_export]
+macro_rules! required_scopes {
+    ($(#[$meta:meta])* $vis:vis $name:ident = [$($scope:literal),* $(,)?]) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+        impl $crate::RequiredScopes for $name {
+            const SCOPES: &'static [&'static str] = &[$($scope),*];
+        }
+    };
+}
+
+/// Extractor that verifies the request's key against the scopes of the
+/// marker `R`: the typed alternative to [`RequireScopes`](crate::RequireScopes).
+/// The router state must give a [`KeyVerifier`] through
+/// [`FromRef`].
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use keygate_axum::{KeyVerifier, Scoped};
+///
+/// keygate_axum::required_scopes!(Write = ["write"]);
+///
+/// async fn publish(Scoped(key, _): Scoped<Write>) -> String {
+///     format!("published by {}", key.id)
+/// }
+/// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let app: Router = Router::new()
+///     .route("/publish", get(publish))
+///     .with_state(KeyVerifier::new(service));
+/// ```
+pub struct Scoped<R>(pub Arc<ApiKey>, pub PhantomData<fn() -> R>);
+
+impl<R> std::fmt::Debug for Scoped<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Scoped").field(&self.0).finish()
+    }
+}
+
+impl<R> Clone for Scoped<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
+
+impl<R> Deref for Scoped<R> {
+    type Target = ApiKey;
+    fn deref(&self) -> &ApiKey {
+        &self.0
+    }
+}
+
+impl<S, R> FromRequestParts<S> for Scoped<R>
+where
+    S: Send + Sync,
+    R: RequiredScopes,
+    KeyVerifier: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let verifier = KeyVerifier::from_ref(state);
+        let key = verifier
+            .verify(&parts.headers, &parts.uri, R::SCOPES)
+            .await?;
+        Ok(Self(key, PhantomData))
+    }
+}
+
+/// A JSON body whose every rejection is a JSON `{"detail": ...}` response:
+/// missing body 400, wrong content type 415, malformed JSON 400, too large
+/// 413, a field of the wrong shape 422 naming it.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                StatusCode::BAD_REQUEST,
+                "Request body is missing: expected a JSON object",
+            ));
+        }
+        if !json_type {
+            return Err(ApiError::bad_request(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected a request with Content-Type: application/json",
+            ));
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .get(..12)
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/"))
+            && essence.to_ascii_lowercase().ends_with("+json")
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut *de) {
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => Err(malformed(&e)),
+        },
+        Err(e) => {
+            let inner = e.inner();
+            if inner.is_data() {
+                let message = strip_position(&inner.to_string());
+                let field = field_path(e.path(), &message);
+                Err(Error::Validation(vec![FieldError::new(field, message)]).into())
+            } else {
+                Err(malformed(inner))
+            }
+        }
+    }
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        StatusCode::BAD_REQUEST,
+        format!("Malformed JSON: {}", strip_position(&e.to_string())),
+    )
+}
+
+/// The field a data error is about, as `a.0.b`. serde reports missing and
+/// unknown fields at their parent, naming them in the message.
+fn field_path(path: &serde_path_to_error::Path, message: &str) -> String {
+    use serde_path_to_error::Segment;
+    let mut parts: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    if message.starts_with("missing field") || message.starts_with("unknown field") {
+        if let Some(name) = message.split('`').nth(1) {
+            if parts.last().map(String::as_str) != Some(name) {
+                parts.push(name.to_owned());
+            }
+        }
+    }
+    parts.join(".")
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        scopes: Option<Vec<String>>,
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Keygate(Error::Validation(v))) => v[0].field.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"scopes": []}"#), "name");
+        assert_eq!(field_of(r#"{"name": 1}"#), "name");
+        assert_eq!(field_of(r#"{"name": "a", "scopes": [1]}"#), "scopes.0");
+        assert_eq!(field_of(r#"{"name": "a", "bogus": 1}"#), "bogus");
+    }
+
+    #[test]
+    fn syntax_errors_are_400() {
+        for bad in [r#"{"name": "#, r#"{"name": "a"} x"#, "nope"] {
+            let e = parse_json::<Body>(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        for (ct, ok) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            h.insert(CONTENT_TYPE, ct.parse().unwrap());
+            assert_eq!(is_json(&h), ok, "{ct}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `RequireScopes`: a tower layer that lets a request through only with a
+//! key holding every required scope.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{HeaderMap, Request, Response, Uri};
+use axum::response::IntoResponse;
+use axum::BoxError;
+use keygate::{ApiKey, ApiKeyService, Error, FieldError};
+use tower::{Layer, Service};
+
+use crate::error::ApiError;
+use crate::extract::VerifiedKey;
+use crate::sources::KeySources;
+
+/// A service plus the places a key is read from: everything needed to
+/// verify the key of a request. Cheap to clone.
+///
+/// Put it in your router state (or make it reachable with
+/// [`FromRef`](axum::extract::FromRef)) to use the [`Scoped`](crate::Scoped)
+/// extractor.
+///
+/// ```
+/// use keygate::{ApiKeyService, InMemoryRepository};
+/// use keygate_axum::{KeySources, KeyVerifier};
+/// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let verifier = KeyVerifier::new(service).with_sources(KeySources::default().with_x_api_key());
+/// let layer = verifier.require(["read"]);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyVerifier {
+    service: ApiKeyService,
+    sources: KeySources,
+}
+
+impl KeyVerifier {
+    /// Reads keys from `Authorization: Bearer` only.
+    pub fn new(service: ApiKeyService) -> Self {
+        Self {
+            service,
+            sources: KeySources::default(),
+        }
+    }
+
+    /// Where keys are read from.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// use keygate_axum::{KeySources, KeyVerifier};
+    /// let v = KeyVerifier::new(service).with_sources(KeySources::all());
+    /// assert_eq!(v.sources(), KeySources::all());
+    /// ```
+    pub fn with_sources(mut self, sources: KeySources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The sources in use.
+    pub fn sources(&self) -> KeySources {
+        self.sources
+    }
+
+    /// The service keys are verified with.
+    pub fn service(&self) -> &ApiKeyService {
+        &self.service
+    }
+
+    /// A layer requiring every scope in `scopes`. See [`RequireScopes::new`].
+    ///
+    /// # Panics
+    /// When a scope does not match `^[a-z][a-z0-9:_-]*$`.
+    pub fn require<I, S>(&self, scopes: I) -> RequireScopes
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RequireScopes::new(self.service.clone(), scopes).with_sources(self.sources)
+    }
+
+    /// Finds the key in the request and verifies it against `required`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use axum::http::{HeaderMap, Uri};
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// let uri: Uri = "/".parse().unwrap();
+    /// let missing = verifier.verify(&HeaderMap::new(), &uri, &["read"]).await;
+    /// assert!(matches!(missing, Err(keygate::Error::KeyNotProvided)));
+    /// # });
+    /// ```
+    pub async fn verify<S: AsRef<str>>(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        required: &[S],
+    ) -> Result<Arc<ApiKey>, Error> {
+        let raw = self
+            .sources
+            .find(headers, uri)?
+            .ok_or(Error::KeyNotProvided)?;
+        self.service.verify(&raw, required).await
+    }
+}
+
+/// A tower [`Layer`] that admits a request only with a key holding **every**
+/// given scope, and hands the verified key to the inner service as a
+/// [`VerifiedKey`] request extension. Refusals are answered by
+/// [`ApiError`] (401, 403 or 503 as the SPEC's table says); the inner
+/// service is not called.
+///
+/// Works with [`Router::route_layer`](axum::Router::route_layer) and with any
+/// tower `Service<http::Request<B>>` (tonic, hyper, `service_fn`).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use keygate::{ApiKeyService, InMemoryRepository};
+/// use keygate_axum::{RequireScopes, VerifiedKey};
+///
+/// async fn report(VerifiedKey(key): VerifiedKey) -> String {
+///     format!("hello {}", key.name.as_deref().unwrap_or("anonymous"))
+/// }
+///
+/// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let app: Router = Router::new()
+///     .route("/reports", get(report))
+///     .route_layer(RequireScopes::new(service.clone(), ["read", "write"]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequireScopes {
+    verifier: KeyVerifier,
+    scopes: Arc<[String]>,
+}
+
+impl RequireScopes {
+    /// Requires every scope of `scopes`, reading the key from
+    /// `Authorization: Bearer` (change with [`with_sources`](Self::with_sources)).
+    ///
+    /// # Panics
+    /// When a scope does not match `^[a-z][a-z0-9:_-]*$`: a route declared
+    /// with an impossible scope is a programming error, like an invalid route
+    /// path in axum. Use [`try_new`](Self::try_new) for scopes read at run time.
+    pub fn new<I, S>(service: ApiKeyService, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match Self::try_new(service, scopes) {
+            Ok(layer) => layer,
+            Err(e) => panic!("RequireScopes: {e}"),
+        }
+    }
+
+    /// Like [`new`](Self::new), but returns a validation error for a bad scope.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// use keygate_axum::RequireScopes;
+    /// assert!(RequireScopes::try_new(service.clone(), ["api:read"]).is_ok());
+    /// assert!(RequireScopes::try_new(service, ["Not A Scope"]).is_err());
+    /// ```
+    pub fn try_new<I, S>(service: ApiKeyService, scopes: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        let bad: Vec<FieldError> = scopes
+            .iter()
+            .filter(|s| !keygate::is_valid_scope(s))
+            .map(|s| FieldError::new("scopes", format!("invalid scope {s:?}")))
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::Validation(bad));
+        }
+        Ok(Self {
+            verifier: KeyVerifier::new(service),
+            scopes: scopes.into(),
+        })
+    }
+
+    /// Where keys are read from (default: `Authorization: Bearer` only).
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// use keygate_axum::{KeySources, RequireScopes};
+    /// let layer = RequireScopes::new(service, ["read"]).with_sources(KeySources::default().with_x_api_key());
+    /// # let _ = layer;
+    /// ```
+    pub fn with_sources(mut self, sources: KeySources) -> Self {
+        self.verifier = self.verifier.with_sources(sources);
+        self
+    }
+
+    /// The required scopes, in declared order.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let layer = keygate_axum::RequireScopes::new(service, ["read", "write"]);
+    /// assert_eq!(layer.scopes(), ["read", "write"]);
+    /// ```
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+}
+
+impl<S> Layer<S> for RequireScopes {
+    type Service = RequireScopesService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopesService {
+            inner,
+            guard: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireScopes`]. Its responses carry an axum
+/// [`Body`], whatever the inner service's body type.
+#[derive(Debug, Clone)]
+pub struct RequireScopesService<S> {
+    inner: S,
+    guard: RequireScopes,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    // One allocation per request: the verification future has no nameable type.
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone is not ready; swap so the instance that was polled ready is used.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let verified = guard
+                .verifier
+                .verify(request.headers(), request.uri(), &guard.scopes)
+                .await;
+            match verified {
+                Ok(key) => {
+                    request.extensions_mut().insert(VerifiedKey(key));
+                    Ok(inner.call(request).await?.map(Body::new))
+                }
+                Err(e) => Ok(ApiError::from(e).into_response()),
+            }
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! Where in a request the API key is looked for.
+
+use std::borrow::Cow;
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Uri};
+use keygate::Error;
+
+/// The header read when [`KeySources::with_x_api_key`] is on.
+pub const X_API_KEY: &str = "x-api-key";
+/// The query parameter read when [`KeySources::with_query_param`] is on.
+pub const API_KEY_PARAM: &str = "api_key";
+
+/// Which parts of a request may carry the key, tried in this order:
+/// `Authorization: Bearer <key>` (on by default; the scheme is
+/// case-insensitive), `X-API-Key: <key>` and the `api_key` query parameter
+/// (both opt-in: query strings end up in access logs and browser history).
+///
+/// ```
+/// use keygate_axum::KeySources;
+/// let sources = KeySources::default().with_x_api_key().with_query_param();
+/// assert!(sources.x_api_key() && sources.query_param() && sources.bearer());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySources {
+    bearer: bool,
+    x_api_key: bool,
+    query_param: bool,
+}
+
+impl Default for KeySources {
+    fn default() -> Self {
+        Self::bearer_only()
+    }
+}
+
+impl KeySources {
+    /// Only `Authorization: Bearer <key>` (the default).
+    ///
+    /// ```
+    /// assert_eq!(keygate_axum::KeySources::bearer_only(), Default::default());
+    /// ```
+    pub const fn bearer_only() -> Self {
+        Self {
+            bearer: true,
+            x_api_key: false,
+            query_param: false,
+        }
+    }
+
+    /// Every source: Bearer, `X-API-Key` and `?api_key=`.
+    ///
+    /// ```
+    /// assert!(keygate_axum::KeySources::all().query_param());
+    /// ```
+    pub const fn all() -> Self {
+        Self {
+            bearer: true,
+            x_api_key: true,
+            query_param: true,
+        }
+    }
+
+    /// Also accept the `X-API-Key` header.
+    ///
+    /// ```
+    /// assert!(keygate_axum::KeySources::default().with_x_api_key().x_api_key());
+    /// ```
+    pub const fn with_x_api_key(mut self) -> Self {
+        self.x_api_key = true;
+        self
+    }
+
+    /// Also accept the `api_key` query parameter.
+    ///
+    /// ```
+    /// assert!(keygate_axum::KeySources::default().with_query_param().query_param());
+    /// ```
+    pub const fn with_query_param(mut self) -> Self {
+        self.query_param = true;
+        self
+    }
+
+    /// Stop accepting `Authorization: Bearer` (for APIs that use it for
+    /// something else).
+    ///
+    /// ```
+    /// let s = keygate_axum::KeySources::default().with_x_api_key().without_bearer();
+    /// assert!(!s.bearer());
+    /// ```
+    pub const fn without_bearer(mut self) -> Self {
+        self.bearer = false;
+        self
+    }
+
+    /// True when `Authorization: Bearer` is read.
+    pub const fn bearer(&self) -> bool {
+        self.bearer
+    }
+
+    /// True when `X-API-Key` is read.
+    pub const fn x_api_key(&self) -> bool {
+        self.x_api_key
+    }
+
+    /// True when `?api_key=` is read.
+    pub const fn query_param(&self) -> bool {
+        self.query_param
+    }
+
+    /// The presented key, from the first enabled source that carries one.
+    /// `Ok(None)` when no source does; [`Error::InvalidKey`] when a source
+    /// carries bytes that are not text.
+    ///
+    /// ```
+    /// use axum::http::{HeaderMap, Uri};
+    /// use keygate_axum::KeySources;
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("authorization", "bearer ak_v1-abc-def".parse().unwrap());
+    /// let uri: Uri = "/x".parse().unwrap();
+    /// let key = KeySources::default().find(&headers, &uri).unwrap();
+    /// assert_eq!(key.as_deref(), Some("ak_v1-abc-def"));
+    /// ```
+    pub fn find<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<Cow<'a, str>>, Error> {
+        if self.bearer {
+            for value in headers.get_all(AUTHORIZATION) {
+                let value = value.to_str().map_err(|_| Error::InvalidKey)?;
+                if let Some(token) = bearer_token(value) {
+                    return Ok(Some(Cow::Borrowed(token)));
+                }
+            }
+        }
+        if self.x_api_key {
+            if let Some(value) = headers.get(X_API_KEY) {
+                let value = value.to_str().map_err(|_| Error::InvalidKey)?.trim();
+                if !value.is_empty() {
+                    return Ok(Some(Cow::Borrowed(value)));
+                }
+            }
+        }
+        if self.query_param {
+            if let Some(value) = query_value(uri.query().unwrap_or(""), API_KEY_PARAM)? {
+                if !value.trim().is_empty() {
+                    return Ok(Some(value));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The token of `Bearer <token>`, scheme case-insensitive; `None` for other
+/// schemes or an empty token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+fn query_value<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, Error> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            return percent_decode(v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(raw: &str) -> Result<Cow<'_, str>, Error> {
+    if !raw.contains(['%', '+']) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(Error::InvalidKey)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| Error::InvalidKey)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| Error::InvalidKey)?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| Error::InvalidKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(sources: KeySources, headers: &[(&str, &str)], uri: &str) -> Option<String> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let uri: Uri = uri.parse().unwrap();
+        sources.find(&map, &uri).unwrap().map(Cow::into_owned)
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let header = format!("{scheme} k-1-2");
+            assert_eq!(
+                find(KeySources::default(), &[("authorization", &header)], "/"),
+                Some("k-1-2".into())
+            );
+        }
+        assert_eq!(
+            find(
+                KeySources::default(),
+                &[("authorization", "Basic abc")],
+                "/"
+            ),
+            None
+        );
+        assert_eq!(
+            find(KeySources::default(), &[("authorization", "Bearer ")], "/"),
+            None
+        );
+    }
+
+    #[test]
+    fn opt_in_sources_are_ignored_unless_enabled() {
+        let h = [("x-api-key", "k-1-2")];
+        assert_eq!(find(KeySources::default(), &h, "/?api_key=q"), None);
+        assert_eq!(
+            find(KeySources::default().with_x_api_key(), &h, "/"),
+            Some("k-1-2".into())
+        );
+        assert_eq!(
+            find(
+                KeySources::default().with_query_param(),
+                &[],
+                "/?a=1&api_key=k%2D1-2"
+            ),
+            Some("k-1-2".into())
+        );
+    }
+
+    #[test]
+    fn bearer_wins_over_other_sources() {
+        let h = [("authorization", "Bearer first"), ("x-api-key", "second")];
+        assert_eq!(
+            find(KeySources::all(), &h, "/?api_key=third"),
+            Some("first".into())
+        );
+    }
+
+    #[test]
+    fn bad_percent_encoding_is_invalid() {
+        let uri: Uri = "/?api_key=%zz".parse().unwrap();
+        assert!(KeySources::all().find(&HeaderMap::new(), &uri).is_err());
+    }
+}
