@@ -1,1 +1,133 @@
+//! # keygate-sqlx
+//!
+//! [`keygate::Repository`] implementations on [sqlx] for SQLite (the
+//! embedded default), PostgreSQL and MySQL/MariaDB, chosen by URL, with
+//! migrations embedded per backend.
+//!
+//! Every criterion of an [`keygate::ApiKeyFilter`], scopes included, runs in
+//! SQL before `LIMIT`/`OFFSET`, so pages are full and counts exact. Stored
+//! values use the formats of the Python library (keyshield), so a database
+//! it wrote opens, verifies, and survives [`SqlRepository::migrate`]
+//! unchanged.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use keygate::{ApiKeyService, NewApiKey, Pepper};
+//! use keygate_sqlx::{Backend, SqlRepository};
+//!
+//! let repo = SqlRepository::connect("sqlite::memory:").await.unwrap();
+//! repo.migrate().await.unwrap();
+//! assert_eq!(repo.backend(), Backend::Sqlite);
+//! let service = ApiKeyService::builder(repo)
+//!     .pepper(Pepper::new("load-me-from-a-secret-store").unwrap())
+//!     .fast_hashing()
+//!     .build()
+//!     .unwrap();
+//! let (_, key) = service.create(NewApiKey::named("ci").with_scopes(["read"])).await.unwrap();
+//! assert!(service.verify(key.expose(), &["read"]).await.is_ok());
+//! # });
+//! ```
+#![warn(missing_docs)]
 
+mod codec;
+mod error;
+mod mysql;
+mod postgres;
+mod query;
+mod repository;
+mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+use keygate::StoreError;
+
+pub use mysql::MySqlRepository;
+pub use postgres::PostgresRepository;
+pub use repository::SqlRepository;
+pub use sqlite::SqliteRepository;
+
+/// The database behind a [`SqlRepository`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `sqlite://path` or `sqlite::memory:`.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+    /// `mysql://…` or `mariadb://…`.
+    MySql,
+}
+
+impl Backend {
+    /// The backend a URL selects, from its scheme.
+    ///
+    /// ```
+    /// use keygate_sqlx::Backend;
+    /// assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+    /// assert_eq!(Backend::from_url("postgresql://db/keys"), Some(Backend::Postgres));
+    /// assert_eq!(Backend::from_url("mariadb://db/keys"), Some(Backend::MySql));
+    /// assert_eq!(Backend::from_url("redis://cache"), None);
+    /// ```
+    pub fn from_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            _ => None,
+        }
+    }
+
+    /// `sqlite`, `postgres` or `mysql`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::MySql => "mysql",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Pool settings for [`SqlRepository::connect_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use keygate_sqlx::SqlOptions;
+/// let options = SqlOptions { max_connections: Some(4), ..SqlOptions::default() };
+/// assert_eq!(options.acquire_timeout, Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlOptions {
+    /// Pool size. Default: 10 for PostgreSQL and MySQL; for a SQLite file
+    /// twice the cores (4 to 16); an in-memory SQLite database always uses
+    /// exactly one connection.
+    pub max_connections: Option<u32>,
+    /// How long a call waits for a connection (also bounds connecting)
+    /// before failing with [`StoreError::Unavailable`]. Default 5 s.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a write waits for the database lock. Default 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => error::store_error(e),
+        other => StoreError::Other(format!("migration failed: {other}")),
+    }
+}

@@ -1,0 +1,156 @@
+//! `SqlRepository`: one type for the three backends, chosen by URL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keygate::{ApiKey, ApiKeyFilter, Repository, StoreError};
+
+use crate::{Backend, MySqlRepository, PostgresRepository, SqlOptions, SqliteRepository};
+
+/// A [`Repository`] on SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
+/// URL's scheme. Cheap to clone (the pool is shared).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use keygate::{Repository, StoreError};
+/// use keygate_sqlx::SqlRepository;
+/// let repo = SqlRepository::connect("sqlite::memory:").await.unwrap();
+/// repo.migrate().await.unwrap();
+/// repo.ping().await.unwrap();
+/// repo.close().await;
+/// assert!(matches!(repo.ping().await, Err(StoreError::Unavailable(_))));
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlRepository {
+    inner: Inner,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Sqlite(SqliteRepository),
+    Postgres(PostgresRepository),
+    MySql(MySqlRepository),
+}
+
+/// Calls the same method on whichever backend is inside.
+macro_rules! dispatch {
+    ($self:expr, $repo:ident => $call:expr) => {
+        match &$self.inner {
+            Inner::Sqlite($repo) => $call,
+            Inner::Postgres($repo) => $call,
+            Inner::MySql($repo) => $call,
+        }
+    };
+}
+
+impl SqlRepository {
+    /// Connects with default [`SqlOptions`]. URLs: `sqlite://path` (file
+    /// created if missing), `sqlite::memory:`, `postgres://…`,
+    /// `postgresql://…`, `mysql://…`, `mariadb://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, SqlOptions::default()).await
+    }
+
+    /// Connects with explicit pool settings. An unreachable server is
+    /// [`StoreError::Unavailable`] after at most `acquire_timeout`.
+    pub async fn connect_with(url: &str, options: SqlOptions) -> Result<Self, StoreError> {
+        let inner = match Backend::from_url(url) {
+            Some(Backend::Sqlite) => Inner::Sqlite(SqliteRepository::connect(url, options).await?),
+            Some(Backend::Postgres) => {
+                Inner::Postgres(PostgresRepository::connect(url, options).await?)
+            }
+            Some(Backend::MySql) => Inner::MySql(MySqlRepository::connect(url, options).await?),
+            None => {
+                let scheme = url.split(':').next().unwrap_or_default();
+                return Err(StoreError::Other(format!(
+                    "unsupported database URL scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
+                )));
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Runs the backend's embedded migrations. Safe on a database written
+    /// by the Python library: existing rows are left exactly as they are.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, r => r.migrate().await)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Sqlite(_) => Backend::Sqlite,
+            Inner::Postgres(_) => Backend::Postgres,
+            Inner::MySql(_) => Backend::MySql,
+        }
+    }
+
+    /// Closes the pool and waits for its connections to finish. Every later
+    /// call fails with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        dispatch!(self, r => r.close().await)
+    }
+}
+
+impl From<SqliteRepository> for SqlRepository {
+    fn from(repo: SqliteRepository) -> Self {
+        Self {
+            inner: Inner::Sqlite(repo),
+        }
+    }
+}
+
+impl From<PostgresRepository> for SqlRepository {
+    fn from(repo: PostgresRepository) -> Self {
+        Self {
+            inner: Inner::Postgres(repo),
+        }
+    }
+}
+
+impl From<MySqlRepository> for SqlRepository {
+    fn from(repo: MySqlRepository) -> Self {
+        Self {
+            inner: Inner::MySql(repo),
+        }
+    }
+}
+
+#[async_trait]
+impl Repository for SqlRepository {
+    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
+        dispatch!(self, r => r.insert(key).await)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, r => r.get(id).await)
+    }
+
+    async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, r => r.get_by_key_id(key_id).await)
+    }
+
+    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.update(key).await)
+    }
+
+    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, r => r.delete(id).await)
+    }
+
+    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
+        dispatch!(self, r => r.find(filter).await)
+    }
+
+    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.count(filter).await)
+    }
+
+    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        dispatch!(self, r => r.touch(uses).await)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, r => r.ping().await)
+    }
+}
