@@ -227,13 +227,18 @@ impl KeyFormat {
         if raw.trim().is_empty() {
             return Err(Error::KeyNotProvided);
         }
-        let mut parts = raw.split(self.separator.as_str());
-        let (Some(prefix), Some(key_id), Some(secret), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // Equivalent to "exactly three non-empty segments": the prefix holds
+        // no separator, and key ids (hex) and secrets (alphanumeric) cannot.
+        let sep = self.separator.as_str();
+        let parts = raw
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(sep))
+            .and_then(|rest| Some((rest.get(..KEY_ID_LEN)?, rest.get(KEY_ID_LEN..)?)))
+            .and_then(|(key_id, rest)| Some((key_id, rest.strip_prefix(sep)?)));
+        let Some((key_id, secret)) = parts else {
             return Err(Error::InvalidKey);
         };
-        if prefix != self.prefix || !is_key_id(key_id) || !is_secret(secret) {
+        if !is_key_id(key_id) || !is_secret(secret) {
             return Err(Error::InvalidKey);
         }
         Ok(ParsedKey { key_id, secret })
