@@ -198,23 +198,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(&mut *de) {
-        Ok(v) => match de.end() {
-            Ok(()) => Ok(v),
-            Err(e) => Err(malformed(&e)),
-        },
-        Err(e) => {
-            let inner = e.inner();
-            if inner.is_data() {
-                let message = strip_position(&inner.to_string());
-                let field = field_path(e.path(), &message);
-                Err(Error::Validation(vec![FieldError::new(field, message)]).into())
-            } else {
-                Err(malformed(inner))
-            }
-        }
-    }
+    // Syntax first, so a truncated body is "malformed", never a field error.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = strip_position(&e.inner().to_string());
+        let field = field_path(e.path(), &message);
+        Error::Validation(vec![FieldError::new(field, message)]).into()
+    })
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {

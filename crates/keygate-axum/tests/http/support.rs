@@ -1,0 +1,201 @@
+//! Shared setup for the HTTP tests: a service over an in-memory SQLite
+//! store, keys, and a small request helper around `oneshot`.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use keygate::{ApiKey, ApiKeyService, NewApiKey, Pepper};
+use keygate_axum::{AppConfig, DEFAULT_ADMIN_SCOPE};
+use keygate_sqlx::SqlRepository;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const PEPPER: &str = "test-pepper";
+
+/// A fast service (HMAC hashing, explicit pepper) over a fresh SQLite
+/// database in memory, and the store itself so a test can close it.
+pub async fn sqlite_service() -> (ApiKeyService, SqlRepository) {
+    let repo = SqlRepository::connect("sqlite::memory:")
+        .await
+        .expect("connect sqlite::memory:");
+    repo.migrate().await.expect("migrate");
+    let service = ApiKeyService::builder(repo.clone())
+        .pepper(Pepper::new(PEPPER).unwrap())
+        .fast_hashing()
+        .build()
+        .unwrap();
+    (service, repo)
+}
+
+/// Creates a key and returns its entity and plaintext.
+pub async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKey, String) {
+    let (entity, plain) = service
+        .create(NewApiKey::named(name).with_scopes(scopes.iter().copied()))
+        .await
+        .unwrap();
+    (entity, plain.expose().to_owned())
+}
+
+/// The full app of `keygate_axum::app` with default config, and a key
+/// holding the admin scope.
+pub struct TestApp {
+    pub service: ApiKeyService,
+    pub repo: SqlRepository,
+    pub router: Router,
+    pub admin: String,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_config(AppConfig::default()).await
+    }
+
+    pub async fn with_config(config: AppConfig) -> Self {
+        let (service, repo) = sqlite_service().await;
+        let (_, admin) = key(&service, "admin", &[DEFAULT_ADMIN_SCOPE]).await;
+        let router = keygate_axum::app(service.clone(), config);
+        Self {
+            service,
+            repo,
+            router,
+            admin,
+        }
+    }
+
+    /// A request to this app carrying the admin key.
+    pub fn admin(&self, method: Method, uri: &str) -> Call {
+        Call::new(method, uri).bearer(&self.admin)
+    }
+
+    /// Creates a key over HTTP (as admin) and returns (entity JSON, plaintext).
+    pub async fn create(&self, body: Value) -> (Value, String) {
+        let reply = self
+            .admin(Method::POST, "/api-keys")
+            .json(body)
+            .send(&self.router)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let plain = reply.json["api_key"].as_str().unwrap().to_owned();
+        (reply.json["entity"].clone(), plain)
+    }
+}
+
+/// One request, built fluently.
+pub struct Call {
+    builder: axum::http::request::Builder,
+    body: Body,
+}
+
+impl Call {
+    pub fn new(method: Method, uri: &str) -> Self {
+        Self {
+            builder: Request::builder().method(method).uri(uri),
+            body: Body::empty(),
+        }
+    }
+
+    pub fn get(uri: &str) -> Self {
+        Self::new(Method::GET, uri)
+    }
+
+    pub fn post(uri: &str) -> Self {
+        Self::new(Method::POST, uri)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    pub fn bearer(self, key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {key}"))
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.builder = self
+            .builder
+            .header(header::CONTENT_TYPE, "application/json");
+        self.body = Body::from(body.to_string());
+        self
+    }
+
+    pub fn raw(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub async fn send(self, router: &Router) -> Reply {
+        let request = self.builder.body(self.body).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        Reply::read(response).await
+    }
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read(response: axum::response::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts status, `{"detail": detail}` and a JSON content type.
+    #[track_caller]
+    pub fn assert_detail(&self, status: StatusCode, detail: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.json,
+            serde_json::json!({ "detail": detail }),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+
+    /// Asserts a 4xx with a JSON `detail` (string or list).
+    #[track_caller]
+    pub fn assert_json_4xx(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert!(self.json.get("detail").is_some(), "{}", self.text);
+    }
+
+    /// The `field`s named by a 422 body.
+    #[track_caller]
+    pub fn invalid_fields(&self) -> Vec<String> {
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.text
+        );
+        self.json["detail"]
+            .as_array()
+            .unwrap_or_else(|| panic!("detail is not a list: {}", self.text))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
