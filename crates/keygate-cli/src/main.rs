@@ -1,1 +1,48 @@
-fn main() {}
+//! `keygate`: manage API keys from the command line, or serve them over HTTP.
+//!
+//! Exit status: 0 on success, 1 on a failed operation (one line on stderr),
+//! 2 on a usage error (clap's own report).
+
+mod cli;
+mod commands;
+mod logging;
+mod output;
+mod serve;
+mod store;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    logging::init(match &cli.command {
+        Command::Serve(args) => Some(args.log_format),
+        _ => None,
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::from(e)),
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Do not wait for idle pool connections or hashing threads.
+    runtime.shutdown_background();
+    match result.and_then(|report| Ok(output::print(&report.render(json))?)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line on stderr, whatever the error chain.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let reason = format!("{e:#}").replace(['\n', '\r'], " ");
+    eprintln!("keygate: {reason}");
+    ExitCode::from(1)
+}

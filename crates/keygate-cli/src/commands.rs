@@ -1,0 +1,52 @@
+//! Runs a parsed command line and returns what to print.
+
+mod keys;
+mod offline;
+mod query;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::output::Report;
+use crate::{serve, store};
+
+/// Runs `cli`. Errors are domain or environment failures (exit 1); usage
+/// errors never get here, clap reports them (exit 2).
+pub async fn run(cli: Cli) -> Result<Report> {
+    let Cli { global, command } = cli;
+    let command = match command {
+        Command::Generate(args) => return Ok(offline::generate(args)),
+        Command::Pepper => return Ok(offline::pepper()),
+        Command::Migrate => {
+            store::open_repository(&global).await?.close().await;
+            return Ok(Report::Migrated);
+        }
+        Command::Serve(args) => {
+            serve::run(&global, args).await?;
+            return Ok(Report::Nothing);
+        }
+        other => other,
+    };
+    let (service, repo) = store::open_service(&global).await?;
+    let report = match command {
+        Command::Create(args) => keys::create(&service, args).await,
+        Command::List(args) => keys::list(&service, args).await,
+        Command::Get(args) => keys::get(&service, args).await,
+        Command::Update(args) => keys::update(&service, args).await,
+        Command::Delete(args) => keys::delete(&service, args).await,
+        Command::Activate(args) => keys::activate(&service, args).await,
+        Command::Deactivate(args) => keys::deactivate(&service, args).await,
+        Command::Verify(args) => keys::verify(&service, args).await,
+        Command::Search(args) => query::search(&service, args).await,
+        Command::Count(args) => query::count(&service, args).await,
+        Command::Generate(_) | Command::Pepper | Command::Migrate | Command::Serve(_) => {
+            unreachable!("handled above without a database")
+        }
+    };
+    // A successful `verify` queued a last_used_at write: persist it now.
+    let flushed = service.flush().await;
+    repo.close().await;
+    let report = report?;
+    flushed?;
+    Ok(report)
+}

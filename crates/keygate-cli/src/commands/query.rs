@@ -1,0 +1,61 @@
+//! `search` and `count`: the filters of SPEC §5 as flags.
+
+use anyhow::Result;
+use keygate::{ApiKeyFilter, ApiKeyService, OrderBy};
+
+use super::keys::tri_state;
+use crate::cli::{FilterArgs, OrderColumn, SearchArgs};
+use crate::output::Report;
+
+pub async fn search(service: &ApiKeyService, args: SearchArgs) -> Result<Report> {
+    let filter = ApiKeyFilter {
+        order_by: order_by(args.order_by),
+        order_desc: !args.asc,
+        offset: args.offset,
+        limit: Some(args.limit),
+        ..filter(args.filter)
+    };
+    // Both run in the store, before paging: `total` counts every match.
+    let items = service.find(&filter).await?;
+    let total = service.count(&filter).await?;
+    Ok(Report::Page {
+        items,
+        total,
+        limit: args.limit,
+        offset: args.offset,
+    })
+}
+
+pub async fn count(service: &ApiKeyService, args: FilterArgs) -> Result<Report> {
+    Ok(Report::Count(service.count(&filter(args)).await?))
+}
+
+fn filter(args: FilterArgs) -> ApiKeyFilter {
+    ApiKeyFilter {
+        is_active: tri_state(args.active, args.inactive),
+        never_used: tri_state(args.never_used, args.used),
+        name_contains: args.name_contains,
+        name_exact: args.name_exact,
+        scopes_contain_all: args.scopes_contain_all,
+        scopes_contain_any: args.scopes_contain_any,
+        expires_before: args.expires_before,
+        expires_after: args.expires_after,
+        created_before: args.created_before,
+        created_after: args.created_after,
+        last_used_before: args.last_used_before,
+        last_used_after: args.last_used_after,
+        ..ApiKeyFilter::default()
+    }
+}
+
+fn order_by(column: OrderColumn) -> OrderBy {
+    match column {
+        OrderColumn::Id => OrderBy::Id,
+        OrderColumn::Name => OrderBy::Name,
+        OrderColumn::CreatedAt => OrderBy::CreatedAt,
+        OrderColumn::ExpiresAt => OrderBy::ExpiresAt,
+        OrderColumn::LastUsedAt => OrderBy::LastUsedAt,
+        OrderColumn::IsActive => OrderBy::IsActive,
+        OrderColumn::KeyId => OrderBy::KeyId,
+    }
+}

@@ -1,0 +1,151 @@
+//! `keygate serve`: the management API, `/healthz`, graceful shutdown.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use keygate::{ApiKeyService, PEPPER_ENV};
+use keygate_axum::AppConfig;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::cli::{GlobalArgs, ServeArgs};
+use crate::store;
+
+/// Environment variable that turns production mode on when set to `production`.
+const ENV_VAR: &str = "KEYGATE_ENV";
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
+    let production = args.production
+        || std::env::var(ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("production"));
+    let pepper = store::pepper(global)?;
+    if pepper.is_placeholder() {
+        if production {
+            bail!(
+                "refusing to start in production with the built-in placeholder pepper: \
+                 set {PEPPER_ENV} to a secret (generate one with `keygate pepper`)"
+            );
+        }
+        tracing::warn!(
+            "!!! {PEPPER_ENV} is not set: keys are hashed with the PUBLIC placeholder pepper. \
+             Fine for a try-out, NOT for production (`--production` or {ENV_VAR}=production refuse it). \
+             Keys created now will not verify once you set a real pepper."
+        );
+    }
+
+    let repo = store::open_repository(global).await?;
+    tracing::info!(database = %store::redact(&global.database_url), "database ready (migrations applied)");
+    // Verification cache on, last_used_at coalesced: the library defaults.
+    let service = ApiKeyService::builder(repo.clone())
+        .pepper(pepper)
+        .build()?;
+
+    let app = router(service.clone());
+    let listener = TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let signals = Signals::install()?;
+    tracing::info!(%addr, production, "keygate listening");
+    // On stdout too, so scripts and tests can wait for it (port 0 included).
+    crate::output::print(&format!("listening on http://{addr}\n"))?;
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signals.recv())
+        .await
+        .context("server error")?;
+
+    // In-flight requests are done: persist the uses they recorded.
+    let written = service
+        .flush()
+        .await
+        .context("cannot write pending last_used_at values")?;
+    repo.close().await;
+    tracing::info!(written, "pending last_used_at values written; bye");
+    Ok(())
+}
+
+fn router(service: ApiKeyService) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(service.clone());
+    // Management routes (admin scope `keygate:admin` required, except for
+    // /verify), /openapi.json and /docs, with keygate-axum's defaults.
+    keygate_axum::app(service, AppConfig::default())
+        .merge(health)
+        .layer(middleware::from_fn(log_request))
+}
+
+/// 200 when the store answers, 503 otherwise.
+async fn healthz(State(service): State<ApiKeyService>) -> Response {
+    match service.ping().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": "store unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// One line per request. The path only: a query string may carry a key.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM handlers. Installed before the address is
+/// printed, so a signal sent as soon as the server is up is never fatal.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves on the first signal.
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received: finishing in-flight requests"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received: finishing in-flight requests"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received: finishing in-flight requests");
+        }
+    }
+}

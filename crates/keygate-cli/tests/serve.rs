@@ -1,0 +1,255 @@
+//! `keygate serve` as a real process: HTTP API, health, SIGTERM with a
+//! clean exit and persisted `last_used_at`, production refusal.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{http, Env, BIN, PEPPER};
+
+/// A running `keygate serve` on a free loopback port.
+struct Server {
+    child: Child,
+    addr: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(env: &Env, configure: impl FnOnce(&mut Command)) -> Self {
+        let mut cmd = Command::new(BIN);
+        for var in [
+            "RUST_LOG",
+            "KEYGATE_ENV",
+            "KEYGATE_LOG_FORMAT",
+            "DATABASE_URL",
+        ] {
+            cmd.env_remove(var);
+        }
+        // Port 0: the server binds a free port and prints the address, so
+        // there is no race between picking a port and binding it.
+        cmd.env("DATABASE_URL", &env.db_url)
+            .env("API_KEY_PEPPER", PEPPER)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn keygate serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read stdout");
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("serve did not start: stdout={line:?} stderr={err}");
+        };
+        let addr = addr.to_owned();
+        Self {
+            child,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    /// Sends `signal`, waits for the exit; returns (exit code, stderr).
+    fn stop(mut self, signal: libc::c_int) -> (Option<i32>, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of a child we spawned and still own.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_drives_the_management_api_and_flushes_on_sigterm() {
+    let env = Env::new();
+    let (admin_entity, admin) = env.create("admin", &["--scopes", "keygate:admin"]);
+    let server = Server::start(&env, |_| {});
+    let addr = server.addr.clone();
+
+    let health = http(&addr, "GET", "/healthz", None, None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json(), json!({"status": "ok"}));
+
+    // Admin-protected: no key, wrong key, key without the admin scope.
+    let denied = http(&addr, "GET", "/api-keys", None, None);
+    assert_eq!(denied.status, 401, "{denied:?}");
+    assert_eq!(denied.json()["detail"], "API key missing");
+
+    // Create a scoped key over HTTP with the admin key.
+    let created = http(
+        &addr,
+        "POST",
+        "/api-keys",
+        Some(&admin),
+        Some(&json!({"name": "reader", "scopes": ["read"]})),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let reader = created.json()["api_key"].as_str().unwrap().to_owned();
+    let reader_id = created.json()["entity"]["id"].as_str().unwrap().to_owned();
+
+    let forbidden = http(&addr, "GET", "/api-keys", Some(&reader), None);
+    assert_eq!(forbidden.status, 403, "{forbidden:?}");
+
+    let listed = http(&addr, "GET", "/api-keys", Some(&admin), None);
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json().as_array().unwrap().len(), 2);
+
+    let verified = http(
+        &addr,
+        "POST",
+        "/api-keys/verify",
+        None,
+        Some(&json!({"api_key": reader, "required_scopes": ["read"]})),
+    );
+    assert_eq!(verified.status, 200, "{verified:?}");
+    assert_eq!(verified.json()["id"], reader_id.as_str());
+    let missing = http(
+        &addr,
+        "POST",
+        "/api-keys/verify",
+        None,
+        Some(&json!({"api_key": reader, "required_scopes": ["read", "write"]})),
+    );
+    assert_eq!(missing.status, 403);
+
+    // A key created through the CLI on the same file is seen at once.
+    let (cli_entity, _) = env.create("from-cli", &[]);
+    let got = http(
+        &addr,
+        "GET",
+        &format!("/api-keys/{}", cli_entity["id"].as_str().unwrap()),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(got.status, 200);
+
+    let openapi = http(&addr, "GET", "/openapi.json", None, None);
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.json()["paths"]["/api-keys/verify"].is_object());
+    let mut docs = http(&addr, "GET", "/docs", None, None);
+    if (300..400).contains(&docs.status) {
+        let location = docs
+            .headers
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("location: ")
+                    .or_else(|| l.strip_prefix("Location: "))
+            })
+            .expect("redirect location")
+            .to_owned();
+        docs = http(&addr, "GET", &location, None, None);
+    }
+    assert_eq!(docs.status, 200, "{docs:?}");
+
+    let (code, logs) = server.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "clean exit: {logs}");
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    for secret in [admin.as_str(), reader.as_str(), PEPPER] {
+        assert!(!logs.contains(secret), "a secret reached the logs: {logs}");
+    }
+
+    // The uses recorded by the server were written before it exited.
+    let reader_row = env.json(&["get", &reader_id]);
+    assert!(reader_row["last_used_at"].is_string(), "{reader_row}");
+    let admin_row = env.json(&["get", admin_entity["id"].as_str().unwrap()]);
+    assert!(admin_row["last_used_at"].is_string(), "{admin_row}");
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let env = Env::new();
+    let server = Server::start(&env, |_| {});
+    let (code, _) = server.stop(libc::SIGINT);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn placeholder_pepper_warns_loudly_and_production_refuses_it() {
+    let env = Env::new();
+    let server = Server::start(&env, |cmd| {
+        cmd.env_remove("API_KEY_PEPPER");
+    });
+    let (code, logs) = server.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+    assert!(
+        logs.contains("placeholder pepper") && logs.contains("WARN"),
+        "{logs}"
+    );
+
+    let refusals = [
+        support::bare_cmd()
+            .env("DATABASE_URL", &env.db_url)
+            .args(["serve", "--bind", "127.0.0.1:0", "--production"])
+            .output()
+            .unwrap(),
+        support::bare_cmd()
+            .env("DATABASE_URL", &env.db_url)
+            .env("KEYGATE_ENV", "production")
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .output()
+            .unwrap(),
+    ];
+    for out in refusals {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty(), "never started listening");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refusing to start") && err.contains("API_KEY_PEPPER"),
+            "{err}"
+        );
+    }
+
+    // With a real pepper, production mode starts.
+    let server = Server::start(&env, |cmd| {
+        cmd.arg("--production");
+    });
+    assert_eq!(
+        http(&server.addr, "GET", "/healthz", None, None).status,
+        200
+    );
+    let (code, _) = server.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_port_in_use_fails_with_exit_1() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = env.cmd().args(["serve", "--bind", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+}

@@ -1,0 +1,188 @@
+//! Shared set-up for the CLI tests: a temp dir per test with its own SQLite
+//! file, a fixed pepper, and helpers to run `keygate` and read its output.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const PEPPER: &str = "cli-test-pepper";
+
+/// The binary under test (built by `cargo test`).
+pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+
+/// One test's world: a directory holding the database file.
+pub struct Env {
+    pub dir: TempDir,
+    pub db_url: String,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        Self { dir, db_url }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("keys.db")
+    }
+
+    /// `keygate` with this world's database and pepper, no colour, no logs.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = bare_cmd();
+        cmd.env("DATABASE_URL", &self.db_url)
+            .env("API_KEY_PEPPER", PEPPER);
+        cmd
+    }
+
+    /// Runs `args`, asserts exit 0 with an empty stderr, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run keygate");
+        assert_success(&out, args);
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs `--json args`, asserts success, parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let stdout = self.ok(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    }
+
+    /// Runs `args` expecting exit `code`; returns (stdout, stderr).
+    pub fn fails(&self, args: &[&str], code: i32) -> (String, String) {
+        let out = self.cmd().args(args).output().expect("run keygate");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: stdout={} stderr={}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Creates a key; returns (entity JSON, plaintext key).
+    pub fn create(&self, name: &str, extra: &[&str]) -> (Value, String) {
+        let mut args = vec!["create", "--name", name];
+        args.extend_from_slice(extra);
+        let v = self.json(&args);
+        let key = v["api_key"].as_str().expect("api_key").to_owned();
+        (v["entity"].clone(), key)
+    }
+
+    /// Creates a key and returns its entity id.
+    pub fn create_id(&self, name: &str, extra: &[&str]) -> String {
+        self.create(name, extra).0["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+}
+
+/// `keygate` with a clean environment for the variables it reads.
+pub fn bare_cmd() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "DATABASE_URL",
+        "API_KEY_PEPPER",
+        "RUST_LOG",
+        "KEYGATE_ENV",
+        "KEYGATE_LOG_FORMAT",
+        "CLICOLOR_FORCE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn assert_success(out: &Output, what: impl std::fmt::Debug) {
+    assert!(
+        out.status.success(),
+        "{what:?} failed ({:?}): stderr={}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{what:?}: stderr not empty: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The names of a JSON array of entities, in order.
+pub fn names(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A response read by [`http`].
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client over `TcpStream` (one request per connection),
+/// enough to drive `keygate serve` without an HTTP client dependency.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Response {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(key) = bearer {
+        request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    Response {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
