@@ -85,6 +85,30 @@ impl SqlRepository {
         }
     }
 
+    /// The SQLite repository inside, if this is one (e.g. for its pool).
+    pub fn sqlite(&self) -> Option<&SqliteRepository> {
+        match &self.inner {
+            Inner::Sqlite(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL repository inside, if this is one.
+    pub fn postgres(&self) -> Option<&PostgresRepository> {
+        match &self.inner {
+            Inner::Postgres(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The MySQL repository inside, if this is one.
+    pub fn mysql(&self) -> Option<&MySqlRepository> {
+        match &self.inner {
+            Inner::MySql(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Closes the pool and waits for its connections to finish. Every later
     /// call fails with [`StoreError::Unavailable`].
     pub async fn close(&self) {
