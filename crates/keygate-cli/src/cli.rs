@@ -8,13 +8,27 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Getting started:
-  keygate create --name admin --scopes keygate:admin   # first admin key (shown once)
+  export $(keygate pepper)                               # API_KEY_PEPPER for this shell
+  keygate create --name admin --scopes keygate:admin     # first admin key (shown once)
   keygate serve                                          # HTTP API on 127.0.0.1:8000
 
+Everyday use:
+  keygate create --name ci --scopes read,write --expires-at 2030-01-01T00:00:00Z
+  keygate list                                           # newest first, as a table
+  keygate search --active --scopes-contain-all write --order-by last_used_at
+  printf %s \"$KEY\" | keygate verify - --scopes write     # key kept out of shell history
+  keygate deactivate ID                                  # refused from now on
+  keygate --json get ID                                  # JSON for scripts
+
 Every command that opens the database applies pending migrations first, so a
-fresh SQLite file is ready to use. Set API_KEY_PEPPER (see `keygate pepper`)
-before creating keys you intend to keep: keys only verify with the pepper they
-were created with.
+fresh SQLite file is ready to use. Keys verify only with the pepper they were
+created with: set API_KEY_PEPPER before creating keys you intend to keep.
+
+Output: tables for people (colour only on a terminal, never with NO_COLOR);
+--json prints one JSON document on stdout. A plaintext key is printed only by
+`create` (and by `generate`, whose key is stored nowhere); a hash never.
+
+Logs: none unless RUST_LOG asks (e.g. RUST_LOG=warn); `serve` logs at info.
 
 Exit status: 0 on success, 1 when the operation fails (not found, invalid key,
 validation, database unreachable, ...) with a one-line reason on stderr,
@@ -70,6 +84,10 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a key and print it (the plaintext key is shown only this once)
+    ///
+    /// Only a hash of the secret is stored: copy the key from this output, it
+    /// cannot be shown again. `--scopes keygate:admin` makes a key that may
+    /// use the management API of `keygate serve`.
     Create(CreateArgs),
     /// List keys, newest first
     List(PageArgs),
@@ -84,6 +102,11 @@ pub enum Command {
     /// Deactivate a key: it is refused from now on (idempotent)
     Deactivate(IdArg),
     /// Check a plaintext key, and optionally that it holds scopes
+    ///
+    /// Exit 0 and the key's entity when it is valid, active, unexpired and
+    /// holds every scope given; exit 1 with the reason otherwise (`API key
+    /// invalid`, `API key inactive`, `API key expired`, `API key missing
+    /// required scopes ...`). A success records `last_used_at`.
     Verify(VerifyArgs),
     /// Find keys matching filters, with ordering and paging
     Search(SearchArgs),
@@ -96,6 +119,14 @@ pub enum Command {
     /// Create or upgrade the database schema, then exit
     Migrate,
     /// Run the HTTP API: management routes, verify, OpenAPI, docs, health
+    ///
+    /// Routes: `/api-keys` (create, list, get, update, delete, activate,
+    /// deactivate, search, count; a key with the `keygate:admin` scope is
+    /// required), `POST /api-keys/verify` (open), `GET /openapi.json`,
+    /// `GET /docs`, `GET /healthz` (200 when the database answers, 503 when
+    /// not). Migrates the database on start. On SIGINT/SIGTERM, in-flight
+    /// requests finish and pending `last_used_at` values are written before
+    /// exiting 0.
     Serve(ServeArgs),
 }
 

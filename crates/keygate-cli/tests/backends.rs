@@ -5,7 +5,7 @@
 mod support;
 
 use sqlx::{Connection, Executor};
-use support::{names, Env};
+use support::{http, names, Env, Server};
 
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -20,19 +20,19 @@ fn with_database(base: &str, database: &str) -> String {
     format!("{prefix}/{database}")
 }
 
-enum Server {
+enum Backend {
     Postgres,
     MySql,
 }
 
-async fn admin(server: &Server, base: &str, sql: &str) -> Result<(), sqlx::Error> {
-    match server {
-        Server::Postgres => {
+async fn admin(backend: &Backend, base: &str, sql: &str) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Postgres => {
             let mut c = sqlx::PgConnection::connect(base).await?;
             c.execute(sql).await?;
             c.close().await
         }
-        Server::MySql => {
+        Backend::MySql => {
             let mut c = sqlx::MySqlConnection::connect(base).await?;
             c.execute(sql).await?;
             c.close().await
@@ -40,23 +40,55 @@ async fn admin(server: &Server, base: &str, sql: &str) -> Result<(), sqlx::Error
     }
 }
 
+/// A database made for one test: its URL is the `Env`'s `db_url`.
+struct Fresh<'a> {
+    backend: &'a Backend,
+    base: &'a str,
+    name: &'a str,
+    rt: &'a tokio::runtime::Runtime,
+}
+
+impl Fresh<'_> {
+    /// Drops the database now, cutting every connection to it (PostgreSQL).
+    fn drop_under_running_clients(&self) {
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        self.rt
+            .block_on(admin(self.backend, self.base, &sql))
+            .expect("drop database");
+    }
+}
+
 /// Runs `check` with `DATABASE_URL` on a database created for it, dropped after.
-fn with_fresh_database(server: Server, var: &str, default: &str, check: impl FnOnce(&Env)) {
+fn with_fresh_database(
+    backend: Backend,
+    var: &str,
+    default: &str,
+    check: impl FnOnce(&Env, &Fresh),
+) {
     let base = std::env::var(var).unwrap_or_else(|_| default.to_owned());
     let name = format!("kg_cli_{}", std::process::id()) + &format!("_{}", rand_suffix());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    if let Err(e) = rt.block_on(admin(&server, &base, &format!("CREATE DATABASE {name}"))) {
-        assert!(!ci(), "cannot reach {base}: {e} (CI=true: a missing server is an error)");
+    if let Err(e) = rt.block_on(admin(&backend, &base, &format!("CREATE DATABASE {name}"))) {
+        assert!(
+            !ci(),
+            "cannot reach {base}: {e} (CI=true: a missing server is an error)"
+        );
         println!("SKIPPED: cannot reach {base}: {e} (set CI=true to make this an error)");
         return;
     }
     let mut env = Env::new();
     env.db_url = with_database(&base, &name);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&env)));
-    let _ = rt.block_on(admin(&server, &base, &format!("DROP DATABASE {name}")));
+    let fresh = Fresh {
+        backend: &backend,
+        base: &base,
+        name: &name,
+        rt: &rt,
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&env, &fresh)));
+    let _ = rt.block_on(admin(&backend, &base, &format!("DROP DATABASE {name}")));
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -70,14 +102,21 @@ fn rand_suffix() -> String {
     format!("{nanos:x}")
 }
 
-fn command_sequence(env: &Env) {
+fn command_sequence(env: &Env, _: &Fresh) {
     assert_eq!(env.json(&["migrate"]), serde_json::json!({"status": "ok"}));
     let (admin, admin_key) = env.create("admin", &["--scopes", "keygate:admin"]);
     let (reader, reader_key) = env.create("reader", &["--scopes", "read"]);
     env.create("writer", &["--scopes", "read,write", "--inactive"]);
 
     assert_eq!(names(&env.json(&["list"])), ["writer", "reader", "admin"]);
-    let page = env.json(&["search", "--scopes-contain-any", "read", "--order-by", "name", "--asc"]);
+    let page = env.json(&[
+        "search",
+        "--scopes-contain-any",
+        "read",
+        "--order-by",
+        "name",
+        "--asc",
+    ]);
     assert_eq!(names(&page["items"]), ["reader", "writer"]);
     assert_eq!(page["total"], 2);
     assert_eq!(env.json(&["count", "--active"])["total"], 2);
@@ -92,7 +131,13 @@ fn command_sequence(env: &Env) {
     env.json(&["deactivate", reader_id]);
     let (_, err) = env.fails(&["verify", &reader_key], 1);
     assert_eq!(err, "keygate: API key inactive\n");
-    let updated = env.json(&["update", reader_id, "--active", "--scopes", "read,api:write"]);
+    let updated = env.json(&[
+        "update",
+        reader_id,
+        "--active",
+        "--scopes",
+        "read,api:write",
+    ]);
     assert_eq!(updated["scopes"], serde_json::json!(["read", "api:write"]));
     env.json(&["delete", admin["id"].as_str().unwrap()]);
     let (_, err) = env.fails(&["verify", &admin_key], 1);
@@ -104,7 +149,7 @@ fn command_sequence(env: &Env) {
 #[test]
 fn every_command_on_postgres() {
     with_fresh_database(
-        Server::Postgres,
+        Backend::Postgres,
         "KEYGATE_TEST_POSTGRES_URL",
         POSTGRES_URL,
         command_sequence,
@@ -114,9 +159,35 @@ fn every_command_on_postgres() {
 #[test]
 fn every_command_on_mysql() {
     with_fresh_database(
-        Server::MySql,
+        Backend::MySql,
         "KEYGATE_TEST_MYSQL_URL",
         MYSQL_URL,
         command_sequence,
+    );
+}
+
+#[test]
+fn serve_on_postgres_reports_the_store_in_healthz() {
+    with_fresh_database(
+        Backend::Postgres,
+        "KEYGATE_TEST_POSTGRES_URL",
+        POSTGRES_URL,
+        |env, fresh| {
+            // No key is used here, so nothing is pending at shutdown (a
+            // pending last_used_at that cannot be written makes serve exit 1).
+            let server = Server::start(env, |_| {});
+            assert_eq!(
+                http(&server.addr, "GET", "/healthz", None, None).status,
+                200
+            );
+
+            fresh.drop_under_running_clients();
+            let down = http(&server.addr, "GET", "/healthz", None, None);
+            assert_eq!(down.status, 503, "{down:?}");
+            assert_eq!(down.json()["status"], "unavailable");
+
+            let (code, logs) = server.stop(libc::SIGTERM);
+            assert_eq!(code, Some(0), "{logs}");
+        },
     );
 }

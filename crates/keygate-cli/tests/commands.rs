@@ -433,3 +433,36 @@ fn migrate_is_idempotent() {
         "{\"total\":0}\n"
     );
 }
+
+#[test]
+fn colour_only_when_asked_for_and_never_with_no_color() {
+    let env = Env::new();
+    env.create("c", &[]);
+    let forced = env
+        .cmd()
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("\x1b["));
+    let plain = env
+        .cmd()
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains('\x1b'));
+    let json = env
+        .cmd()
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .args(["--json", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&json.stdout).contains('\x1b'),
+        "JSON is never coloured"
+    );
+}

@@ -3,93 +3,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::json;
-use support::{http, Env, BIN, PEPPER};
-
-/// A running `keygate serve` on a free loopback port.
-struct Server {
-    child: Child,
-    addr: String,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Server {
-    fn start(env: &Env, configure: impl FnOnce(&mut Command)) -> Self {
-        let mut cmd = Command::new(BIN);
-        for var in [
-            "RUST_LOG",
-            "KEYGATE_ENV",
-            "KEYGATE_LOG_FORMAT",
-            "DATABASE_URL",
-        ] {
-            cmd.env_remove(var);
-        }
-        // Port 0: the server binds a free port and prints the address, so
-        // there is no race between picking a port and binding it.
-        cmd.env("DATABASE_URL", &env.db_url)
-            .env("API_KEY_PEPPER", PEPPER)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        configure(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn keygate serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read stdout");
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("serve did not start: stdout={line:?} stderr={err}");
-        };
-        let addr = addr.to_owned();
-        Self {
-            child,
-            addr,
-            _stdout: stdout,
-        }
-    }
-
-    /// Sends `signal`, waits for the exit; returns (exit code, stderr).
-    fn stop(mut self, signal: libc::c_int) -> (Option<i32>, String) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on the pid of a child we spawned and still own.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code(), err)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{http, Env, Server, PEPPER};
 
 #[test]
 fn serve_drives_the_management_api_and_flushes_on_sigterm() {
@@ -176,6 +91,10 @@ fn serve_drives_the_management_api_and_flushes_on_sigterm() {
     let (code, logs) = server.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "clean exit: {logs}");
     assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(
+        logs.contains("pending last_used_at values written"),
+        "{logs}"
+    );
     for secret in [admin.as_str(), reader.as_str(), PEPPER] {
         assert!(!logs.contains(secret), "a secret reached the logs: {logs}");
     }

@@ -2,8 +2,10 @@
 //! file, a fixed pepper, and helpers to run `keygate` and read its output.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Child, ChildStdout, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -184,5 +186,86 @@ pub fn http(
         status,
         headers: head.to_owned(),
         body: body.to_owned(),
+    }
+}
+
+/// A running `keygate serve` on a free loopback port.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    pub fn start(env: &Env, configure: impl FnOnce(&mut std::process::Command)) -> Self {
+        let mut cmd = std::process::Command::new(BIN);
+        for var in [
+            "RUST_LOG",
+            "KEYGATE_ENV",
+            "KEYGATE_LOG_FORMAT",
+            "DATABASE_URL",
+        ] {
+            cmd.env_remove(var);
+        }
+        // Port 0: the server binds a free port and prints the address, so
+        // there is no race between picking a port and binding it.
+        cmd.env("DATABASE_URL", &env.db_url)
+            .env("API_KEY_PEPPER", PEPPER)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn keygate serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read stdout");
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("serve did not start: stdout={line:?} stderr={err}");
+        };
+        let addr = addr.to_owned();
+        Self {
+            child,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    /// Sends `signal`, waits for the exit; returns (exit code, stderr).
+    pub fn stop(mut self, signal: libc::c_int) -> (Option<i32>, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of a child we spawned and still own.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
