@@ -40,6 +40,12 @@ pub struct KeyVerifier {
 
 impl KeyVerifier {
     /// Reads keys from `Authorization: Bearer` only.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// assert_eq!(verifier.sources(), keygate_axum::KeySources::bearer_only());
+    /// ```
     pub fn new(service: ApiKeyService) -> Self {
         Self {
             service,
@@ -61,16 +67,34 @@ impl KeyVerifier {
     }
 
     /// The sources in use.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// assert!(!verifier.sources().query_param());
+    /// ```
     pub fn sources(&self) -> KeySources {
         self.sources
     }
 
     /// The service keys are verified with.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// assert_eq!(verifier.service().key_format().prefix(), "ak_v1");
+    /// ```
     pub fn service(&self) -> &ApiKeyService {
         &self.service
     }
 
     /// A layer requiring every scope in `scopes`. See [`RequireScopes::new`].
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let layer = keygate_axum::KeyVerifier::new(service).require(["read"]);
+    /// assert_eq!(layer.scopes(), ["read"]);
+    /// ```
     ///
     /// # Panics
     /// When a scope does not match `^[a-z][a-z0-9:_-]*$`.
@@ -222,6 +246,19 @@ impl<S> Layer<S> for RequireScopes {
 
 /// The service made by [`RequireScopes`]. Its responses carry an axum
 /// [`Body`], whatever the inner service's body type.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::{body::Body, http::{Request, Response}};
+/// use keygate_axum::RequireScopes;
+/// use tower::Layer;
+/// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+/// let inner = tower::service_fn(|_req: Request<Body>| async {
+///     Ok::<_, Infallible>(Response::new(Body::from("ok")))
+/// });
+/// let protected = RequireScopes::new(service, ["rpc:call"]).layer(inner);
+/// # let _ = protected;
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequireScopesService<S> {
     inner: S,

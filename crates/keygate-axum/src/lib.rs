@@ -1,6 +1,6 @@
 //! # keygate-axum
 //!
-//! HTTP for [keygate](keygate) on axum: protect routes with scoped API keys,
+//! HTTP for [`keygate`] on axum: protect routes with scoped API keys,
 //! mount the key-management API, serve its OpenAPI document and docs page.
 //!
 //! - [`RequireScopes`]: a tower layer requiring a key holding every given
@@ -93,12 +93,23 @@ impl AppConfig {
     }
 
     /// Shorthand for [`ManagementConfig::admin_scope`].
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().admin_scope("ops:keys");
+    /// # let _ = config;
+    /// ```
     pub fn admin_scope(mut self, scope: impl Into<String>) -> Self {
         self.management = self.management.admin_scope(scope);
         self
     }
 
     /// Shorthand for [`ManagementConfig::key_sources`].
+    ///
+    /// ```
+    /// use keygate_axum::{AppConfig, KeySources};
+    /// let config = AppConfig::default().key_sources(KeySources::default().with_x_api_key());
+    /// # let _ = config;
+    /// ```
     pub fn key_sources(mut self, sources: KeySources) -> Self {
         self.management = self.management.key_sources(sources);
         self
@@ -118,12 +129,22 @@ impl AppConfig {
 
     /// Where the management router is mounted (default `/api-keys`); the
     /// OpenAPI document follows.
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().mount_path("/admin/keys");
+    /// # let _ = config;
+    /// ```
     pub fn mount_path(mut self, path: impl Into<String>) -> Self {
         self.mount_path = path.into();
         self
     }
 
     /// Leaves out `/openapi.json` and `/docs`.
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().without_docs();
+    /// # let _ = config;
+    /// ```
     pub fn without_docs(mut self) -> Self {
         self.docs = false;
         self

@@ -68,17 +68,33 @@ impl ManagementConfig {
     ///
     /// The router panics when built with a scope that does not match
     /// `^[a-z][a-z0-9:_-]*$`.
+    ///
+    /// ```
+    /// let config = keygate_axum::ManagementConfig::default().admin_scope("ops:keys");
+    /// # let _ = config;
+    /// ```
     pub fn admin_scope(mut self, scope: impl Into<String>) -> Self {
         self.admin_scope = scope.into();
         self
     }
 
     /// The admin scope in use.
+    ///
+    /// ```
+    /// let config = keygate_axum::ManagementConfig::default();
+    /// assert_eq!(config.admin_scope_name(), keygate_axum::DEFAULT_ADMIN_SCOPE);
+    /// ```
     pub fn admin_scope_name(&self) -> &str {
         &self.admin_scope
     }
 
     /// Where the admin key is read from (default: `Authorization: Bearer`).
+    ///
+    /// ```
+    /// use keygate_axum::{KeySources, ManagementConfig};
+    /// let config = ManagementConfig::default().key_sources(KeySources::default().with_x_api_key());
+    /// # let _ = config;
+    /// ```
     pub fn key_sources(mut self, sources: KeySources) -> Self {
         self.sources = sources;
         self
@@ -98,12 +114,21 @@ impl ManagementConfig {
     }
 
     /// True when the routes are mounted without authentication.
+    ///
+    /// ```
+    /// assert!(!keygate_axum::ManagementConfig::default().is_open());
+    /// ```
     pub fn is_open(&self) -> bool {
         self.open
     }
 
     /// Largest accepted request body in bytes (default 64 KiB); larger
     /// bodies are answered 413.
+    ///
+    /// ```
+    /// let config = keygate_axum::ManagementConfig::default().body_limit(16 * 1024);
+    /// # let _ = config;
+    /// ```
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
@@ -146,6 +171,10 @@ pub fn management_router(service: ApiKeyService, config: ManagementConfig) -> Ro
     let limit = config.body_limit;
     admin
         .route("/verify", post(verify))
+        .fallback(|| async { ApiError::bad_request(StatusCode::NOT_FOUND, "Not Found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::bad_request(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
         .with_state(AppState { service })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |req: Request, next: Next| {

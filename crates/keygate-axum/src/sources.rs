@@ -94,16 +94,28 @@ impl KeySources {
     }
 
     /// True when `Authorization: Bearer` is read.
+    ///
+    /// ```
+    /// assert!(keygate_axum::KeySources::default().bearer());
+    /// ```
     pub const fn bearer(&self) -> bool {
         self.bearer
     }
 
     /// True when `X-API-Key` is read.
+    ///
+    /// ```
+    /// assert!(!keygate_axum::KeySources::default().x_api_key());
+    /// ```
     pub const fn x_api_key(&self) -> bool {
         self.x_api_key
     }
 
     /// True when `?api_key=` is read.
+    ///
+    /// ```
+    /// assert!(!keygate_axum::KeySources::default().query_param());
+    /// ```
     pub const fn query_param(&self) -> bool {
         self.query_param
     }

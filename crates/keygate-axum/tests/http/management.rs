@@ -289,9 +289,17 @@ async fn activate_and_deactivate_are_idempotent() {
     }
 }
 
-/// Keys for the filter tests: (name, scopes, active, used, expires in days).
+/// A key for the filter tests: name, scopes, active, used, expires in days.
+type SeedRow = (
+    &'static str,
+    &'static [&'static str],
+    bool,
+    bool,
+    Option<i64>,
+);
+
 async fn seed(app: &TestApp) {
-    let rows: [(&str, &[&str], bool, bool, Option<i64>); 5] = [
+    let rows: [SeedRow; 5] = [
         ("alpha 100%", &["read"], true, true, Some(10)),
         ("beta_one", &["read", "write"], true, false, Some(40)),
         ("Gamma", &["write"], false, false, None),

@@ -287,3 +287,47 @@ fn futures_body(response: axum::response::Response) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let app = TestApp::new().await;
+    let id = "0".repeat(32);
+    for (method, uri, status) in [
+        (
+            Method::PUT,
+            format!("/api-keys/{id}"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::GET,
+            "/api-keys/verify".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::GET,
+            format!("/api-keys/{id}/activate/more"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        for call in [
+            Call::new(method.clone(), &uri),
+            app.admin(method.clone(), &uri),
+        ] {
+            call.send(&app.router).await.assert_json_4xx(status);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_app_merges_into_a_router_with_its_own_fallback() {
+    let (service, _repo) = sqlite_service().await;
+    let router: axum::Router = axum::Router::new()
+        .fallback(|| async { (StatusCode::IM_A_TEAPOT, "mine") })
+        .merge(keygate_axum::app(service, AppConfig::default()));
+    let reply = Call::get("/elsewhere").send(&router).await;
+    assert_eq!(reply.status, StatusCode::IM_A_TEAPOT);
+    Call::get("/api-keys/x/y/z")
+        .send(&router)
+        .await
+        .assert_json_4xx(StatusCode::NOT_FOUND);
+}
