@@ -331,3 +331,35 @@ async fn the_app_merges_into_a_router_with_its_own_fallback() {
         .await
         .assert_json_4xx(StatusCode::NOT_FOUND);
 }
+
+/// With the default verification cache: a key never verified before, and
+/// every management call, still need the store and answer 503.
+#[tokio::test]
+async fn a_store_that_is_down_is_503_with_the_cache_on() {
+    let app = TestApp::new().await;
+    let (_, cold) = key(&app.service, "cold", &["read"]).await;
+    assert_eq!(
+        app.admin(Method::GET, "/api-keys")
+            .send(&app.router)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.repo.close().await;
+    let down = "API key store unavailable";
+    // The admin key is cached, so the handler runs and its store call fails.
+    app.admin(Method::GET, "/api-keys")
+        .send(&app.router)
+        .await
+        .assert_detail(StatusCode::SERVICE_UNAVAILABLE, down);
+    app.admin(Method::POST, "/api-keys")
+        .json(json!({"name": "x"}))
+        .send(&app.router)
+        .await
+        .assert_detail(StatusCode::SERVICE_UNAVAILABLE, down);
+    Call::post("/api-keys/verify")
+        .json(json!({"api_key": cold}))
+        .send(&app.router)
+        .await
+        .assert_detail(StatusCode::SERVICE_UNAVAILABLE, down);
+}
