@@ -155,7 +155,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct PageArgs {
     /// Maximum number of keys to print
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
     /// Number of keys to skip (for paging)
     #[arg(long, default_value_t = 0)]
@@ -282,7 +282,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub desc: bool,
     /// Maximum number of keys to print
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
     /// Number of matching keys to skip (for paging)
     #[arg(long, default_value_t = 0)]

@@ -326,6 +326,8 @@ fn usage_errors_exit_2() {
             "2099-01-01T00:00:00Z",
         ],
         &["list", "--limit", "-1"],
+        &["list", "--limit", "0"],
+        &["search", "--limit", "0"],
         &["search", "--active", "--inactive"],
         &["search", "--never-used", "--used"],
         &["search", "--order-by", "key_hash"],

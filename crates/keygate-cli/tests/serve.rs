@@ -107,11 +107,63 @@ fn serve_drives_the_management_api_and_flushes_on_sigterm() {
 }
 
 #[test]
-fn sigint_also_stops_cleanly() {
+fn sigint_also_stops_cleanly_and_logs_can_be_json() {
     let env = Env::new();
-    let server = Server::start(&env, |_| {});
-    let (code, _) = server.stop(libc::SIGINT);
+    let server = Server::start(&env, |cmd| {
+        cmd.args(["--log-format", "json"]);
+    });
+    assert_eq!(
+        http(&server.addr, "GET", "/healthz?x=1", None, None).status,
+        200
+    );
+    let (code, logs) = server.stop(libc::SIGINT);
     assert_eq!(code, Some(0));
+    assert!(logs.contains("SIGINT"), "{logs}");
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        !logs.contains("x=1"),
+        "query strings are not logged: {logs}"
+    );
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered_before_exit() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let (entity, key) = env.create("slow", &["--scopes", "read"]);
+    let server = Server::start(&env, |_| {});
+
+    // Headers and half the body now, the rest after the signal: the server
+    // is inside the request when it is told to stop.
+    let body = json!({"api_key": key, "required_scopes": ["read"]}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "POST /api-keys/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stream.write_all(rest.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let (code, logs) = server.wait();
+    assert_eq!(code, Some(0), "{logs}");
+    let row = env.json(&["get", entity["id"].as_str().unwrap()]);
+    assert!(
+        row["last_used_at"].is_string(),
+        "use written at shutdown: {row}"
+    );
 }
 
 #[test]

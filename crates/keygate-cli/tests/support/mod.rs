@@ -240,10 +240,20 @@ impl Server {
     }
 
     /// Sends `signal`, waits for the exit; returns (exit code, stderr).
-    pub fn stop(mut self, signal: libc::c_int) -> (Option<i32>, String) {
+    pub fn stop(self, signal: libc::c_int) -> (Option<i32>, String) {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on the pid of a child we spawned and still own.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits (at most 20 s) for the exit; returns (exit code, stderr).
+    pub fn wait(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
