@@ -34,6 +34,7 @@
 
 mod error;
 mod extract;
+mod handlers;
 mod layer;
 mod management;
 mod openapi;

@@ -7,7 +7,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::{Modify, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::management::ManagementDoc;
+use crate::handlers::ManagementDoc;
 
 /// Where [`app`](crate::app) mounts the management router by default.
 pub const DEFAULT_MOUNT_PATH: &str = "/api-keys";
