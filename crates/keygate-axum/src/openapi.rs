@@ -99,11 +99,16 @@ pub(crate) struct ApiKeySchema {
     id: String,
     /// Public key id: the middle part of the key, 16 hex characters.
     key_id: String,
+    // Always present; `null` when absent.
+    #[schema(required = true)]
     name: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
     is_active: bool,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
     scopes: Vec<String>,
 }

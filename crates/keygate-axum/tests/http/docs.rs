@@ -104,6 +104,16 @@ async fn openapi_schemas_match_the_json_the_api_speaks() {
         .cloned()
         .collect();
     assert_eq!(properties(&doc, "ApiKey"), entity_fields);
+    let required: BTreeSet<String> = doc["components"]["schemas"]["ApiKey"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        required, entity_fields,
+        "every entity field is always present"
+    );
 
     let filter_fields: BTreeSet<String> = serde_json::to_value(ApiKeyFilter::default())
         .unwrap()
