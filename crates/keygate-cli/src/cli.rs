@@ -326,6 +326,13 @@ pub struct ServeArgs {
     /// Also on when KEYGATE_ENV=production.
     #[arg(long)]
     pub production: bool,
+    /// Seconds in-flight requests may run after SIGINT/SIGTERM
+    ///
+    /// New connections are refused at once; requests already running get
+    /// this long to finish, then the server stops without them. Pending
+    /// `last_used_at` values are written either way.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub shutdown_timeout: u64,
     /// Log format on stderr
     ///
     /// The level comes from RUST_LOG (default `info`). Logs never contain a

@@ -1,6 +1,6 @@
 //! `keygate serve`: the management API, `/healthz`, graceful shutdown.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::extract::{Request, State};
@@ -55,17 +55,31 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     // On stdout too, so scripts and tests can wait for it (port 0 included).
     crate::output::print(&format!("listening on http://{addr}\n"))?;
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signals.recv())
-        .await
-        .context("server error")?;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signals.recv().await;
+        let _ = stopping_tx.send(true);
+    });
+    // In-flight requests get `--shutdown-timeout` to finish; a client that
+    // never completes its request must not keep the process (and the flush)
+    // hostage.
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    let grace_over = async {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served.context("server error")?,
+        () = grace_over => tracing::warn!(
+            "requests still running {}s after the signal: stopping without them",
+            grace.as_secs()
+        ),
+    }
 
-    // In-flight requests are done: persist the uses they recorded.
-    let written = service
-        .flush()
-        .await
-        .context("cannot write pending last_used_at values")?;
+    // Persist the uses the finished requests recorded.
+    let flushed = service.flush().await;
     repo.close().await;
+    let written = flushed.context("cannot write pending last_used_at values")?;
     tracing::info!(written, "pending last_used_at values written; bye");
     Ok(())
 }

@@ -167,6 +167,25 @@ fn a_request_in_flight_at_sigterm_is_answered_before_exit() {
 }
 
 #[test]
+fn a_request_that_never_completes_does_not_block_shutdown() {
+    use std::io::Write;
+    let env = Env::new();
+    let server = Server::start(&env, |cmd| {
+        cmd.args(["--shutdown-timeout", "1"]);
+    });
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(b"POST /api-keys/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let (code, logs) = server.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(logs.contains("stopping without them"), "{logs}");
+}
+
+#[test]
 fn placeholder_pepper_warns_loudly_and_production_refuses_it() {
     let env = Env::new();
     let server = Server::start(&env, |cmd| {
