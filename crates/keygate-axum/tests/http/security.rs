@@ -313,7 +313,10 @@ async fn unknown_routes_and_methods_answer_json() {
             Call::new(method.clone(), &uri),
             app.admin(method.clone(), &uri),
         ] {
-            call.send(&app.router).await.assert_json_4xx(status);
+            let reply = call.send(&app.router).await;
+            reply.assert_json_4xx(status);
+            let allow = reply.header("allow").is_some();
+            assert_eq!(allow, status == StatusCode::METHOD_NOT_ALLOWED, "{uri}");
         }
     }
 }
