@@ -53,7 +53,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     let signals = Signals::install()?;
     tracing::info!(%addr, production, "keygate listening");
     // On stdout too, so scripts and tests can wait for it (port 0 included).
-    crate::output::print(&format!("listening on http://{addr}\n"))?;
+    let line = if global.json {
+        format!("{}\n", json!({"listening": format!("http://{addr}")}))
+    } else {
+        format!("listening on http://{addr}\n")
+    };
+    crate::output::print(&line)?;
 
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

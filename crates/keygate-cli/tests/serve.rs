@@ -234,6 +234,34 @@ fn placeholder_pepper_warns_loudly_and_production_refuses_it() {
 }
 
 #[test]
+fn with_json_the_address_is_printed_as_json() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let mut child = std::process::Command::new(support::BIN)
+        .env("DATABASE_URL", &env.db_url)
+        .env("API_KEY_PEPPER", PEPPER)
+        .args(["--json", "serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(
+        v["listening"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_port_in_use_fails_with_exit_1() {
     let env = Env::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
