@@ -142,6 +142,18 @@ fn a_request_in_flight_at_sigterm_is_answered_before_exit() {
     let body = json!({"api_key": key, "required_scopes": ["read"]}).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
     let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    // A first, complete request on the same keep-alive connection proves
+    // the server has accepted it before the signal.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut warm = [0u8; 256];
+    let mut head = String::new();
+    while !head.ends_with("{\"status\":\"ok\"}") {
+        let n = stream.read(&mut warm).unwrap();
+        assert!(n > 0, "connection closed: {head}");
+        head.push_str(&String::from_utf8_lossy(&warm[..n]));
+    }
     write!(
         stream,
         "POST /api-keys/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
