@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# HTTP benchmark: bare axum vs keygate (and optionally the Python original).
+#
+#   bench/http.sh                 bare axum vs keygate, interleaved rounds
+#   bench/http.sh --flood         + valid requests under a flood of wrong secrets
+#   bench/http.sh --keyshield     + keyshield (FastAPI, CachedApiKeyService) on the same route
+#   bench/http.sh --smoke         one short round, to check the script works
+#
+# Env: DURATION (s, default 10), ROUNDS (default 3), CONNS (default 32).
+# Prints req/s, p50 and p99 per server and the ratios, measured in one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FLOOD=0 KEYSHIELD=0
+DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-32}
+for arg in "$@"; do
+  case $arg in
+    --flood) FLOOD=1 ;;
+    --keyshield) KEYSHIELD=1 ;;
+    --smoke) DURATION=1 ROUNDS=1 CONNS=4 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk from Debian packages" >&2
+  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+fi
+
+WORK=target/bench-http
+rm -rf "$WORK" && mkdir -p "$WORK"
+cargo build --release --quiet --example bench_server
+BIN=target/release/examples/bench_server
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not start" >&2; exit 1
+}
+
+start() { # name port env...
+  local name=$1 port=$2; shift 2
+  env PORT="$port" KEY_FILE="$WORK/$name.key" "$@" "$BIN" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  wait_port "$port"
+}
+
+# Prints "req/s p50_ms p99_ms" for one wrk run.
+load() { # url key [seconds]
+  wrk -t1 -c"$CONNS" -d"${3:-$DURATION}s" --latency -H "Authorization: Bearer $2" "$1" |
+    awk '
+      function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+      /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+      /^Requests\/sec/ { rps = $2 }
+      /Non-2xx/ { bad = $NF }
+      END { if (bad > 0) printf "WARNING: %s non-2xx responses\n", bad > "/dev/stderr"; printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+start bare 18001 MODE=bare
+start keygate 18002 MODE=keygate DATABASE_URL="sqlite://$WORK/keygate.db"
+BARE_KEY=$(cat "$WORK/bare.key") KG_KEY=$(cat "$WORK/keygate.key")
+# Warm-up: the first verify of a key pays its Argon2 hash; later ones hit the cache.
+load http://127.0.0.1:18002/protected "$KG_KEY" 1 >/dev/null
+load http://127.0.0.1:18001/protected "$BARE_KEY" 1 >/dev/null
+echo "keygate idle RSS: $(rss_kb "$PID_keygate") kB"
+
+printf '\n%-8s %-10s %10s %10s %10s\n' round server req/s p50_ms p99_ms
+sum_bare=0 sum_kg=0
+for r in $(seq 1 "$ROUNDS"); do
+  read -r rps p50 p99 < <(load http://127.0.0.1:18001/protected "$BARE_KEY")
+  printf '%-8s %-10s %10s %10s %10s\n' "$r" bare "$rps" "$p50" "$p99"; sum_bare=$((sum_bare + rps))
+  read -r rps p50 p99 < <(load http://127.0.0.1:18002/protected "$KG_KEY")
+  printf '%-8s %-10s %10s %10s %10s\n' "$r" keygate "$rps" "$p50" "$p99"; sum_kg=$((sum_kg + rps))
+done
+echo "keygate RSS after load: $(rss_kb "$PID_keygate") kB"
+awk -v a="$sum_bare" -v b="$sum_kg" 'BEGIN { printf "\nkeygate/bare req/s ratio: %.3f (goal >= 0.90)\n", b/a }'
+
+if [ "$FLOOD" = 1 ]; then
+  # Wrong secrets for the real key id: every one costs an Argon2 hash.
+  WRONG="${KG_KEY%-*}-$(printf 'W%.0s' $(seq 1 64))"
+  read -r calm_rps _ calm_p99 < <(load http://127.0.0.1:18002/protected "$KG_KEY")
+  wrk -t1 -c16 -d"$((DURATION + 2))s" -H "Authorization: Bearer $WRONG" \
+    http://127.0.0.1:18002/protected >"$WORK/flood.txt" 2>&1 &
+  FLOOD_PID=$!
+  sleep 1
+  read -r storm_rps _ storm_p99 < <(load http://127.0.0.1:18002/protected "$KG_KEY")
+  wait "$FLOOD_PID" || true
+  flood_rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/flood.txt")
+  echo
+  echo "flood: valid req/s undisturbed $calm_rps (p99 ${calm_p99} ms), under flood $storm_rps (p99 ${storm_p99} ms); wrong-secret req/s served: $flood_rps"
+  awk -v a="$calm_rps" -v b="$storm_rps" -v p="$storm_p99" \
+    'BEGIN { printf "flood: kept %.1f%% of undisturbed req/s (goal >= 50%%), p99 %.1f ms (goal < 50 ms)\n", 100*b/a, p }'
+fi
+
+if [ "$KEYSHIELD" = 1 ]; then
+  VENV=target/keyshield-venv
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "installing keyshield from PyPI into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'keyshield[aiocache]==2.0.1' fastapi uvicorn sqlalchemy aiosqlite argon2-cffi
+  fi
+  DB_PATH="$WORK/keyshield.db" KEY_FILE="$WORK/keyshield.key" PORT=18003 \
+    "$VENV/bin/python" bench/keyshield_app.py >"$WORK/keyshield.log" 2>&1 &
+  PIDS+=($!)
+  wait_port 18003
+  read -r ks_rps ks_p50 ks_p99 < <(load http://127.0.0.1:18003/protected "$(cat "$WORK/keyshield.key")")
+  read -r kg_rps kg_p50 kg_p99 < <(load http://127.0.0.1:18002/protected "$KG_KEY")
+  echo
+  printf '%-10s %10s %10s %10s\n' server req/s p50_ms p99_ms
+  printf '%-10s %10s %10s %10s\n' keyshield "$ks_rps" "$ks_p50" "$ks_p99" keygate "$kg_rps" "$kg_p50" "$kg_p99"
+  awk -v a="$ks_rps" -v b="$kg_rps" 'BEGIN { printf "keygate/keyshield req/s ratio: %.0fx (goal >= 200x)\n", b/a }'
+fi

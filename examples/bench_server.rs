@@ -1,0 +1,84 @@
+//! The servers `bench/http.sh` loads with wrk. Not a tutorial: see
+//! `axum_scopes` for that.
+//!
+//! `MODE=bare`: `GET /protected` compares the bearer token with a constant.
+//! `MODE=keygate`: the same route behind `RequireScopes(["write"])`, a real
+//! SQLite store and the service's defaults (Argon2id, cache on).
+//! Both answer the same JSON. The key is written to `KEY_FILE`.
+//!
+//! `MODE=keygate PORT=18002 KEY_FILE=/tmp/k DATABASE_URL=sqlite://target/bench.db cargo run --release --example bench_server`
+
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use keygate::{ApiKeyService, HashAlgorithm, NewApiKey, Pepper};
+use keygate_axum::{RequireScopes, VerifiedKey};
+use keygate_sqlx::SqlRepository;
+use serde_json::json;
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+async fn protected(VerifiedKey(key): VerifiedKey) -> Json<serde_json::Value> {
+    Json(json!({"message": "This is protected data", "id": key.id}))
+}
+
+async fn keygate_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error>> {
+    let repo = SqlRepository::connect(&env("DATABASE_URL", "sqlite://target/bench.db")).await?;
+    repo.migrate().await?;
+    let algorithm = match env("HASHER", "argon2").as_str() {
+        "hmac" => HashAlgorithm::HmacSha256,
+        _ => HashAlgorithm::default(),
+    };
+    let service = ApiKeyService::builder(repo)
+        .pepper(Pepper::new("bench-pepper")?)
+        .algorithm(algorithm)
+        .build()?;
+    let (_, key) = service
+        .create(NewApiKey::named("bench").with_scopes(["write"]))
+        .await?;
+    std::fs::write(key_file, key.expose())?;
+    Ok(Router::new()
+        .route("/protected", get(protected))
+        .route_layer(RequireScopes::new(service, ["write"])))
+}
+
+fn bare_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error>> {
+    let key = "ak_v1-0123456789abcdef-BareBenchmarkConstantSecret0123456789abcdefghijklmnopqrstuvwxyz";
+    std::fs::write(key_file, key)?;
+    let expected: Arc<str> = format!("Bearer {key}").into();
+    Ok(Router::new().route(
+        "/protected",
+        get(move |headers: axum::http::HeaderMap| {
+            let expected = expected.clone();
+            async move {
+                let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                if given == Some(expected.as_bytes()) {
+                    Json(json!({"message": "This is protected data", "id": "bare"})).into_response()
+                } else {
+                    let body = Json(json!({"detail": "API key invalid"}));
+                    (StatusCode::UNAUTHORIZED, body).into_response()
+                }
+            }
+        }),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let key_file = env("KEY_FILE", "target/bench.key");
+    let app = match env("MODE", "keygate").as_str() {
+        "bare" => bare_app(&key_file)?,
+        "keygate" => keygate_app(&key_file).await?,
+        other => return Err(format!("MODE must be bare or keygate, not {other}").into()),
+    };
+    let addr = format!("127.0.0.1:{}", env("PORT", "18001"));
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("bench_server listening on {addr}");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
