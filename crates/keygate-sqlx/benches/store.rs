@@ -5,7 +5,8 @@
 //! `cargo bench -p keygate-sqlx --bench store` runs 1 000 keys;
 //! `KEYGATE_BENCH_LARGE=1` adds 1 000 000 (filled with one bulk INSERT:
 //! a recursive CTE on SQLite, `generate_series` on PostgreSQL).
-//! PostgreSQL is skipped with a printed line when the server is absent.
+//! `KEYGATE_BENCH_BACKENDS=sqlite` limits the backends. PostgreSQL is
+//! skipped with a printed line when the server is absent.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -98,22 +99,41 @@ fn sizes() -> Vec<i64> {
     }
 }
 
+/// `KEYGATE_BENCH_BACKENDS=sqlite` (comma-separated) limits the backends.
+fn backends() -> Vec<String> {
+    std::env::var("KEYGATE_BENCH_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
-    for backend in ["sqlite", "postgres"] {
-        for size in sizes() {
-            let Some(f) = rt.block_on(fixture(backend, size)) else {
-                continue;
-            };
-            let mut g = c.benchmark_group(format!("{backend}"));
-            g.sample_size(50)
-                .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(3));
+    let rare = ApiKeyFilter {
+        scopes_contain_all: vec!["rare".into()],
+        limit: Some(50),
+        ..ApiKeyFilter::default()
+    };
+    for backend in backends() {
+        // Every size is ready before measuring, so the sizes of one
+        // operation are measured back to back (the machine is shared).
+        let fixtures: Vec<(i64, Fixture)> = sizes()
+            .into_iter()
+            .filter_map(|size| Some((size, rt.block_on(fixture(&backend, size))?)))
+            .collect();
+        let mut g = c.benchmark_group(backend.as_str());
+        g.sample_size(50)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+        for (size, f) in &fixtures {
             g.bench_function(BenchmarkId::new("verify", size), |b| {
                 b.to_async(&rt).iter(|| async {
                     black_box(f.service.verify(&f.key, &["read"]).await.unwrap());
                 })
             });
+        }
+        for (size, f) in &fixtures {
             g.bench_function(BenchmarkId::new("get_by_key_id", size), |b| {
                 b.to_async(&rt).iter(|| async {
                     black_box(
@@ -125,27 +145,26 @@ fn bench(c: &mut Criterion) {
                     );
                 })
             });
-            let rare = ApiKeyFilter {
-                scopes_contain_all: vec!["rare".into()],
-                limit: Some(50),
-                ..ApiKeyFilter::default()
-            };
+        }
+        for (size, f) in &fixtures {
             g.bench_function(BenchmarkId::new("search_page_rare_50", size), |b| {
                 b.to_async(&rt).iter(|| async {
                     let page = f.service.find(&rare).await.unwrap();
-                    assert_eq!(page.len(), 50.min(size as usize / 100 + 1));
+                    assert_eq!(page.len(), 50.min(*size as usize / 100 + 1));
                     black_box(page);
                 })
             });
-            g.sample_size(10);
+        }
+        g.sample_size(10);
+        for (size, f) in &fixtures {
             g.bench_function(BenchmarkId::new("search_count_rare", size), |b| {
                 b.to_async(&rt).iter(|| async {
                     black_box(f.service.count(&rare).await.unwrap());
                 })
             });
-            g.finish();
-            rt.block_on(async move { drop(f) });
         }
+        g.finish();
+        rt.block_on(async move { drop(fixtures) });
     }
 }
 

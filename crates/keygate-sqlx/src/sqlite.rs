@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
+use keygate::{is_valid_scope, ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -125,13 +125,41 @@ impl Dialect for SqliteDialect {
         qb.push_bind(time_to_text(v));
     }
     fn scopes_all(qb: &mut QueryBuilder<'_, Sqlite>, scopes: &[String]) {
+        // A substring test first skips the JSON parse for most rows (a valid
+        // scope is never escaped in JSON, by keygate or by Python's
+        // json.dumps); the json_each test after it is the exact one.
+        if scopes.iter().all(|s| is_valid_scope(s)) {
+            for scope in scopes {
+                qb.push("instr(scopes, ");
+                qb.push_bind(format!("\"{scope}\""));
+                qb.push(") > 0 AND ");
+            }
+        }
         // Every wanted scope appears among the row's scopes.
         qb.push("NOT EXISTS (SELECT 1 FROM json_each(");
         qb.push_bind(list_to_json(scopes));
-        qb.push(") AS wanted WHERE wanted.value NOT IN (SELECT held.value FROM json_each(api_keys.scopes) AS held))");
+        qb.push(
+            ") AS wanted WHERE wanted.value NOT IN \
+             (SELECT held.value FROM json_each(api_keys.scopes) AS held))",
+        );
     }
     fn scopes_any(qb: &mut QueryBuilder<'_, Sqlite>, scopes: &[String]) {
-        qb.push("EXISTS (SELECT 1 FROM json_each(api_keys.scopes) AS held WHERE held.value IN (SELECT value FROM json_each(");
+        if scopes.iter().all(|s| is_valid_scope(s)) {
+            qb.push("(");
+            for (i, scope) in scopes.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" OR ");
+                }
+                qb.push("instr(scopes, ");
+                qb.push_bind(format!("\"{scope}\""));
+                qb.push(") > 0");
+            }
+            qb.push(") AND ");
+        }
+        qb.push(
+            "EXISTS (SELECT 1 FROM json_each(api_keys.scopes) AS held \
+             WHERE held.value IN (SELECT value FROM json_each(",
+        );
         qb.push_bind(list_to_json(scopes));
         qb.push(")))");
     }
