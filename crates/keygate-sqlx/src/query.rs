@@ -114,8 +114,3 @@ fn nullable(column: OrderBy) -> bool {
         OrderBy::Name | OrderBy::ExpiresAt | OrderBy::LastUsedAt
     )
 }
-
-/// The plain column name, for backends whose default text order is bytes.
-pub(crate) fn plain_column(column: OrderBy) -> &'static str {
-    column.as_str()
-}

@@ -18,7 +18,7 @@ use crate::codec::{
     time_to_text,
 };
 use crate::error::{store_error, write_error};
-use crate::query::{plain_column, push_order_and_page, push_where, Dialect};
+use crate::query::{push_order_and_page, push_where, Dialect};
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -174,7 +174,7 @@ impl Dialect for SqliteDialect {
     }
     fn order_expr(column: OrderBy) -> &'static str {
         // BINARY collation: UTF-8 byte order, like Rust's `String` order.
-        plain_column(column)
+        column.as_str()
     }
     fn page(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u64) {
         qb.push(" LIMIT ");
