@@ -24,11 +24,12 @@ pub(crate) fn list_to_json(scopes: &[String]) -> String {
     serde_json::Value::from(scopes.to_vec()).to_string()
 }
 
-/// Reads a stored scope list.
+/// Reads a stored scope list. Scopes outside keygate's syntax (possible in
+/// rows another tool wrote) load as they are; no route can require them.
 pub(crate) fn scopes_from_json(text: &str) -> Result<ScopeSet, StoreError> {
     let list: Vec<String> = serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("scopes are not a JSON list of strings: {e}")))?;
-    ScopeSet::new(list).map_err(|e| StoreError::Corrupt(format!("stored scopes: {e}")))
+    Ok(ScopeSet::from_stored(list))
 }
 
 /// UTC time as naive text, the SQLite storage format.
@@ -98,6 +99,16 @@ mod tests {
         assert_eq!(scopes_to_json(&ScopeSet::default()), "[]");
         assert_eq!(scopes_from_json(r#"["read","write"]"#).unwrap(), scopes);
         assert!(scopes_from_json("{}").is_err());
+    }
+
+    #[test]
+    fn legacy_scopes_load_and_junk_is_corrupt() {
+        let scopes = scopes_from_json(r#"["Legacy", "read"]"#).unwrap();
+        assert_eq!(scopes.as_slice(), ["Legacy", "read"]);
+        assert!(matches!(
+            scopes_from_json("{}"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

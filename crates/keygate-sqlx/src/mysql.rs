@@ -205,7 +205,9 @@ impl Repository for MySqlRepository {
         // rows, so an update that changes nothing still reports the row.
         let done = sqlx::query(
             "UPDATE api_keys SET name = ?, description = ?, is_active = ?, expires_at = ?, \
-             created_at = ?, last_used_at = ?, key_id = ?, key_hash = ?, key_secret_first = ?, \
+             created_at = ?, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END, \
+             key_id = ?, key_hash = ?, key_secret_first = ?, \
              key_secret_last = ?, scopes = ? WHERE id = ?",
         )
         .bind(&key.name)
@@ -213,6 +215,7 @@ impl Repository for MySqlRepository {
         .bind(key.is_active)
         .bind(key.expires_at.map(naive))
         .bind(naive(key.created_at))
+        .bind(key.last_used_at.map(naive))
         .bind(key.last_used_at.map(naive))
         .bind(&key.key_id)
         .bind(&key.key_hash)

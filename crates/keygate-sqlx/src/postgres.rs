@@ -198,7 +198,9 @@ impl Repository for PostgresRepository {
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET name = $1, description = $2, is_active = $3, expires_at = $4, \
-             created_at = $5, last_used_at = $6, key_id = $7, key_hash = $8, \
+             created_at = $5, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $6 THEN $6 ELSE last_used_at END, \
+             key_id = $7, key_hash = $8, \
              key_secret_first = $9, key_secret_last = $10, scopes = $11::json WHERE id = $12",
         )
         .bind(&key.name)

@@ -241,7 +241,9 @@ impl Repository for SqliteRepository {
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET name = ?, description = ?, is_active = ?, expires_at = ?, \
-             created_at = ?, last_used_at = ?, key_id = ?, key_hash = ?, key_secret_first = ?, \
+             created_at = ?, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END, \
+             key_id = ?, key_hash = ?, key_secret_first = ?, \
              key_secret_last = ?, scopes = ? WHERE id = ?",
         )
         .bind(&key.name)
@@ -249,6 +251,7 @@ impl Repository for SqliteRepository {
         .bind(key.is_active)
         .bind(key.expires_at.map(time_to_text))
         .bind(time_to_text(key.created_at))
+        .bind(key.last_used_at.map(time_to_text))
         .bind(key.last_used_at.map(time_to_text))
         .bind(&key.key_id)
         .bind(&key.key_hash)

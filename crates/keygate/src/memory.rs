@@ -89,7 +89,11 @@ impl Repository for InMemoryRepository {
 
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
         let mut t = self.write();
-        let Some(old_key_id) = t.by_id.get(&key.id).map(|k| k.key_id.clone()) else {
+        let Some((old_key_id, old_used)) = t
+            .by_id
+            .get(&key.id)
+            .map(|k| (k.key_id.clone(), k.last_used_at))
+        else {
             return Ok(false);
         };
         if old_key_id != key.key_id {
@@ -102,7 +106,9 @@ impl Repository for InMemoryRepository {
             t.by_key_id.remove(&old_key_id);
             t.by_key_id.insert(key.key_id.clone(), key.id.clone());
         }
-        t.by_id.insert(key.id.clone(), key.clone());
+        let mut stored = key.clone();
+        stored.last_used_at = stored.last_used_at.max(old_used);
+        t.by_id.insert(key.id.clone(), stored);
         Ok(true)
     }
 

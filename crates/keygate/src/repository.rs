@@ -27,8 +27,10 @@ pub trait Repository: Send + Sync + 'static {
     /// The key with this key id (the hot path of verification).
     async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError>;
 
-    /// Replaces the stored row with the same `id`. Returns false when there
-    /// is none.
+    /// Replaces the stored row with the same `id`, except that
+    /// `last_used_at` only moves forward (as in [`touch`](Repository::touch)),
+    /// so an update built from a stale read cannot undo a recorded use.
+    /// Returns false when there is no such row.
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError>;
 
     /// Removes and returns the key with this id.

@@ -51,6 +51,20 @@ impl ScopeSet {
         }
     }
 
+    /// Scopes read back from a store, kept as they are (duplicates dropped,
+    /// not validated): a row written by another tool (e.g. the Python
+    /// library) with a scope keygate would refuse still loads. Such a scope
+    /// can never satisfy a route, whose scopes are always validated.
+    pub fn from_stored(scopes: Vec<String>) -> Self {
+        let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+        Self(out)
+    }
+
     /// True when the set holds `scope`.
     pub fn contains(&self, scope: &str) -> bool {
         self.0.iter().any(|s| s == scope)
@@ -126,6 +140,12 @@ mod tests {
         };
         assert_eq!(errors.len(), 2);
         assert!(errors[0].message.contains("BAD"));
+    }
+
+    #[test]
+    fn stored_scopes_load_as_they_are() {
+        let s = ScopeSet::from_stored(vec!["Legacy Scope".into(), "read".into(), "read".into()]);
+        assert_eq!(s.as_slice(), ["Legacy Scope", "read"]);
     }
 
     #[test]

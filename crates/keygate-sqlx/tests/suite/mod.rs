@@ -110,6 +110,14 @@ pub async fn crud_round_trip(repo: Repo) {
     changed.scopes = ScopeSet::new(["api:admin"]).unwrap();
     assert!(repo.update(&changed).await.unwrap());
     assert_eq!(repo.get(&k.id).await.unwrap().as_ref(), Some(&changed));
+    // last_used_at only moves forward, so an update built from a stale read
+    // cannot undo a use recorded meanwhile.
+    let stale = ApiKey {
+        last_used_at: Some(at(1)),
+        ..changed.clone()
+    };
+    assert!(repo.update(&stale).await.unwrap());
+    assert_eq!(repo.get(&k.id).await.unwrap().as_ref(), Some(&changed));
     // Same values again: still "found" (MySQL reports matched, not changed, rows).
     assert!(repo.update(&changed).await.unwrap());
     assert!(!repo.update(&key(Some("ghost"), &[])).await.unwrap());
