@@ -104,10 +104,10 @@ fi
 
 if [ "$KEYSHIELD" = 1 ]; then
   VENV=target/keyshield-venv
-  if [ ! -x "$VENV/bin/python" ]; then
+  if [ ! -f "$VENV/.installed" ]; then
     echo "installing keyshield from PyPI into $VENV" >&2
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'keyshield[aiocache]==2.0.1' fastapi uvicorn sqlalchemy aiosqlite argon2-cffi
+    "$VENV/bin/pip" install -q "keyshield[aiocache]==2.0.1" fastapi uvicorn "sqlalchemy[asyncio]" aiosqlite argon2-cffi && touch "$VENV/.installed"
   fi
   DB_PATH="$WORK/keyshield.db" KEY_FILE="$WORK/keyshield.key" PORT=18003 \
     "$VENV/bin/python" bench/keyshield_app.py >"$WORK/keyshield.log" 2>&1 &

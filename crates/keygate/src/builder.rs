@@ -3,11 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
 use crate::cache::{CacheConfig, VerifyCache};
 use crate::error::Error;
 use crate::hash::{HashAlgorithm, KeyHasher, Pepper};
+use crate::hash_pool::HashPool;
 use crate::key::{KeyFormat, Secret};
 use crate::repository::Repository;
 use crate::service::{ApiKeyService, Inner};
@@ -123,9 +122,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// How many slow hashes (Argon2, bcrypt) may run at once on the blocking
-    /// pool (default: cores − 1, at least 1), so a flood of wrong secrets
-    /// cannot take every core from valid requests.
+    /// Threads for slow hashes (Argon2, bcrypt), which never run on the
+    /// async executor (default: cores − 1, at least 1), so a flood of wrong
+    /// secrets cannot take every core from valid requests.
     pub fn hash_threads(mut self, n: usize) -> Self {
         self.hash_threads = Some(n.max(1));
         self
@@ -155,7 +154,7 @@ impl ServiceBuilder {
             cache: self.cache.map(VerifyCache::new),
             touch: TouchQueue::new(self.touch_interval),
             dummy_hash,
-            hash_slots: Arc::new(Semaphore::new(hash_threads)),
+            hash_pool: HashPool::new(hash_threads)?,
             failure_delay: self.failure_delay,
             success_delay: self.success_delay,
         }))

@@ -5,13 +5,21 @@
 //! time), so knowing a key id alone never hits the cache. Keying by key id
 //! makes invalidation by update/delete O(1). Only successful hash checks are
 //! inserted, so a flood of random or wrong keys cannot evict the working set.
+//!
+//! An entry is *fresh* for `ttl`; after that the entity is re-read from the
+//! store, but the secret is not hashed again as long as the stored hash is
+//! the one this exact key was proven against (for `proof_ttl`). So a short
+//! `ttl` (changes seen quickly, even those made by other instances) costs a
+//! store read per key per `ttl`, never a burst of Argon2 work.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::entity::ApiKey;
 
@@ -23,12 +31,17 @@ pub fn digest(raw_key: &str) -> KeyDigest {
     Sha256::digest(raw_key.as_bytes()).into()
 }
 
-/// Size and lifetime of the verification cache.
+/// Size and lifetimes of the verification cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// How long a verified key is trusted without a store read. Status,
-    /// expiry and scopes are still checked on every hit.
+    /// How long a cached entity is used without a store read (default 1 s):
+    /// the longest a change made elsewhere (another instance, a direct SQL
+    /// update) can go unseen. Status, expiry and scopes are checked on every
+    /// hit regardless.
     pub ttl: Duration,
+    /// How long a verified key is remembered so that re-reading its entity
+    /// needs no hashing (default 1 h).
+    pub proof_ttl: Duration,
     /// Most keys held at once.
     pub max_entries: u64,
 }
@@ -36,7 +49,8 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(60),
+            ttl: Duration::from_secs(1),
+            proof_ttl: Duration::from_secs(3600),
             max_entries: 100_000,
         }
     }
@@ -45,11 +59,55 @@ impl Default for CacheConfig {
 struct Entry {
     digest: KeyDigest,
     entity: Arc<ApiKey>,
+    fresh_until: Instant,
+}
+
+impl Cached {
+    /// The entity, fresh or not.
+    pub(crate) fn entity(&self) -> &ApiKey {
+        match self {
+            Self::Fresh(e) | Self::Stale(e) => e,
+        }
+    }
+}
+
+/// What the cache knows about a presented key.
+pub(crate) enum Cached {
+    /// Use the entity as it is.
+    Fresh(Arc<ApiKey>),
+    /// This key was proven against the entity's `key_hash`; re-read the entity.
+    Stale(Arc<ApiKey>),
 }
 
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
     entries: Cache<String, Arc<Entry>>,
+    ttl: Duration,
+    hashing: Mutex<HashMap<KeyDigest, Arc<AsyncMutex<()>>>>,
+}
+
+/// Held while one request hashes a presented key; others with the same key
+/// wait for it and then find the key proven in the cache.
+pub(crate) struct HashTurn<'a> {
+    cache: &'a VerifyCache,
+    digest: KeyDigest,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for HashTurn<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.cache.gates();
+        if let Some(guard) = self.guard.take() {
+            // Two owners left (the map and this guard): nobody else waits.
+            let last = gates
+                .get(&self.digest)
+                .is_some_and(|g| Arc::strong_count(g) == 2);
+            drop(guard);
+            if last {
+                gates.remove(&self.digest);
+            }
+        }
+    }
 }
 
 impl VerifyCache {
@@ -57,20 +115,65 @@ impl VerifyCache {
         Self {
             entries: Cache::builder()
                 .max_capacity(config.max_entries)
-                .time_to_live(config.ttl)
+                .time_to_live(config.proof_ttl.max(config.ttl))
                 .build(),
+            ttl: config.ttl,
+            hashing: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The cached entity, when the presented key's digest matches.
-    pub(crate) fn get(&self, key_id: &str, digest: &KeyDigest) -> Option<Arc<ApiKey>> {
+    fn gates(&self) -> std::sync::MutexGuard<'_, HashMap<KeyDigest, Arc<AsyncMutex<()>>>> {
+        // Every change to the map is a single insert or remove; ignore poison.
+        self.hashing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no other request is hashing this same presented key.
+    pub(crate) async fn hash_turn(&self, digest: KeyDigest) -> HashTurn<'_> {
+        let gate = self.gates().entry(digest).or_default().clone();
+        HashTurn {
+            cache: self,
+            digest,
+            guard: Some(gate.lock_owned().await),
+        }
+    }
+
+    /// What is known of the presented key, when its digest matches.
+    pub(crate) fn get(&self, key_id: &str, digest: &KeyDigest) -> Option<Cached> {
         let entry = self.entries.get(key_id)?;
-        bool::from(entry.digest.ct_eq(digest)).then(|| entry.entity.clone())
+        if !bool::from(entry.digest.ct_eq(digest)) {
+            return None;
+        }
+        let entity = entry.entity.clone();
+        Some(if Instant::now() < entry.fresh_until {
+            Cached::Fresh(entity)
+        } else {
+            Cached::Stale(entity)
+        })
     }
 
     pub(crate) fn insert(&self, digest: KeyDigest, entity: Arc<ApiKey>) {
+        let entry = Entry {
+            digest,
+            entity,
+            fresh_until: Instant::now() + self.ttl,
+        };
         self.entries
-            .insert(entity.key_id.clone(), Arc::new(Entry { digest, entity }));
+            .insert(entry.entity.key_id.clone(), Arc::new(entry));
+    }
+
+    /// Replaces the entity of a fresh entry, keeping its freshness.
+    pub(crate) fn refresh_entity(&self, digest: KeyDigest, entity: Arc<ApiKey>) {
+        if let Some(old) = self.entries.get(entity.key_id.as_str()) {
+            if bool::from(old.digest.ct_eq(&digest)) {
+                let entry = Entry {
+                    digest,
+                    entity,
+                    fresh_until: old.fresh_until,
+                };
+                self.entries
+                    .insert(entry.entity.key_id.clone(), Arc::new(entry));
+            }
+        }
     }
 
     pub(crate) fn invalidate(&self, key_id: &str) {

@@ -30,6 +30,7 @@ mod entity;
 mod error;
 mod filter;
 mod hash;
+mod hash_pool;
 mod key;
 mod memory;
 mod repository;

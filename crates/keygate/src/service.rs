@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use crate::builder::{DelayRange, ServiceBuilder};
 use crate::cache::VerifyCache;
 use crate::entity::{
@@ -14,6 +12,7 @@ use crate::entity::{
 use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
 use crate::hash::KeyHasher;
+use crate::hash_pool::HashPool;
 use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
 use crate::repository::Repository;
 use crate::touch::TouchQueue;
@@ -25,7 +24,7 @@ pub(crate) struct Inner {
     pub(crate) cache: Option<VerifyCache>,
     pub(crate) touch: TouchQueue,
     pub(crate) dummy_hash: String,
-    pub(crate) hash_slots: Arc<Semaphore>,
+    pub(crate) hash_pool: HashPool,
     pub(crate) failure_delay: Option<DelayRange>,
     pub(crate) success_delay: Option<DelayRange>,
 }
@@ -303,7 +302,7 @@ impl ApiKeyService {
         Ok(self.inner.repo.ping().await?)
     }
 
-    fn forget(&self, key_id: &str) {
+    pub(crate) fn forget(&self, key_id: &str) {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(key_id);
         }

@@ -7,7 +7,7 @@ use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
-use crate::cache::digest;
+use crate::cache::{digest, Cached};
 use crate::entity::{now_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
@@ -60,16 +60,35 @@ impl ApiKeyService {
             .and_then(|(cache, d)| cache.get(parsed.key_id, d));
 
         let key = match cached {
-            Some(key) => key,
-            None => {
+            Some(Cached::Fresh(key)) => key,
+            cached => {
                 // 3. Unknown key id: spend the same hashing work anyway.
                 let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
+                    self.forget(parsed.key_id);
                     let _ = self.check_hash(parsed.secret, &inner.dummy_hash).await;
                     return Err(Error::KeyNotFound);
                 };
-                // 4. Wrong secret.
-                if !self.check_hash(parsed.secret, &stored.key_hash).await? {
-                    return Err(Error::InvalidKey);
+                // 4. Wrong secret. No hashing when this exact key was already
+                // proven against this hash, and only one request at a time
+                // hashes a given presented key (the others then find it proven).
+                let proven_against =
+                    |c: Option<&Cached>| c.is_some_and(|c| c.entity().key_hash == stored.key_hash);
+                // Held until the proven key is in the cache.
+                let mut _turn = None;
+                if !proven_against(cached.as_ref()) {
+                    if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+                        _turn = Some(cache.hash_turn(d).await);
+                    }
+                    let again = inner
+                        .cache
+                        .as_ref()
+                        .zip(presented.as_ref())
+                        .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+                    if !proven_against(again.as_ref())
+                        && !self.check_hash(parsed.secret, &stored.key_hash).await?
+                    {
+                        return Err(Error::InvalidKey);
+                    }
                 }
                 let key = Arc::new(stored);
                 if let (Some(cache), Some(d)) = (&inner.cache, presented) {
@@ -127,7 +146,7 @@ impl ApiKeyService {
             self.start_flusher();
         }
         if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.insert(d, used.clone());
+            cache.refresh_entity(d, used.clone());
         }
         Ok(used)
     }
@@ -151,24 +170,19 @@ impl ApiKeyService {
     }
 
     /// Checks a secret against a stored hash. Argon2 and bcrypt run on the
-    /// blocking pool, at most `hash_threads` at once; HMAC runs inline.
+    /// hashing pool; HMAC runs inline (it takes about a microsecond).
     pub(crate) async fn check_hash(&self, secret: &str, stored: &str) -> Result<bool, Error> {
         let hasher = &self.inner.hasher;
         let slow = HashAlgorithm::of_stored(stored).is_some_and(|k| k.is_slow());
-        let outcome = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if slow => {
-                let permit = self.inner.hash_slots.clone().acquire_owned().await;
-                let (hasher, stored) = (hasher.clone(), stored.to_owned());
-                let secret = Zeroizing::new(secret.to_owned());
-                runtime
-                    .spawn_blocking(move || {
-                        let _permit = permit;
-                        hasher.verify(&secret, &stored)
-                    })
-                    .await
-                    .map_err(|e| Error::Hash(format!("hashing task failed: {e}")))?
-            }
-            _ => hasher.verify(secret, stored),
+        let outcome = if slow {
+            let (hasher, stored) = (hasher.clone(), stored.to_owned());
+            let secret = Zeroizing::new(secret.to_owned());
+            self.inner
+                .hash_pool
+                .run(move || hasher.verify(&secret, &stored))
+                .await?
+        } else {
+            hasher.verify(secret, stored)
         };
         outcome.or_else(|e| {
             // A stored hash we cannot read never authenticates.
@@ -177,24 +191,17 @@ impl ApiKeyService {
         })
     }
 
-    /// Hashes a new secret (off the executor when slow).
+    /// Hashes a new secret (on the hashing pool when slow).
     pub(crate) async fn hash_secret(&self, secret: &Secret) -> Result<String, Error> {
         let hasher = self.inner.hasher.clone();
         if matches!(hasher.algorithm(), HashAlgorithm::HmacSha256) {
             return hasher.hash(secret.expose());
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return hasher.hash(secret.expose());
-        };
-        let permit = self.inner.hash_slots.clone().acquire_owned().await;
         let secret = secret.clone();
-        runtime
-            .spawn_blocking(move || {
-                let _permit = permit;
-                hasher.hash(secret.expose())
-            })
-            .await
-            .map_err(|e| Error::Hash(format!("hashing task failed: {e}")))?
+        self.inner
+            .hash_pool
+            .run(move || hasher.hash(secret.expose()))
+            .await?
     }
 }
 
