@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
 use crate::cache::{digest, Cached};
-use crate::entity::{now_micros, ApiKey};
+use crate::entity::{truncate_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
 use crate::key::Secret;
@@ -121,7 +121,7 @@ impl ApiKeyService {
         // Per-key limits (rate, credits) will be checked here.
 
         // 7. Record the use.
-        self.record_use(key, presented).await
+        self.record_use(key, presented, now).await
     }
 
     /// Queues (or, with a zero interval, writes) `last_used_at`; at most once
@@ -130,12 +130,13 @@ impl ApiKeyService {
         &self,
         key: Arc<ApiKey>,
         presented: Option<crate::cache::KeyDigest>,
+        now: DateTime<Utc>,
     ) -> Result<Arc<ApiKey>, Error> {
         let inner = &self.inner;
-        let now = now_micros();
         if !inner.touch.is_due(&key, now) {
             return Ok(key);
         }
+        let now = truncate_micros(now);
         let mut used = (*key).clone();
         used.last_used_at = Some(now);
         let used = Arc::new(used);
