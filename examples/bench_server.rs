@@ -48,7 +48,8 @@ async fn keygate_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error
 }
 
 fn bare_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error>> {
-    let key = "ak_v1-0123456789abcdef-BareBenchmarkConstantSecret0123456789abcdefghijklmnopqrstuvwxyz";
+    let key =
+        "ak_v1-0123456789abcdef-BareBenchmarkConstantSecret0123456789abcdefghijklmnopqrstuvwxyz";
     std::fs::write(key_file, key)?;
     let expected: Arc<str> = format!("Bearer {key}").into();
     Ok(Router::new().route(
