@@ -113,6 +113,12 @@ pub struct SqlOptions {
     pub acquire_timeout: Duration,
     /// SQLite only: how long a write waits for the database lock. Default 5 s.
     pub busy_timeout: Duration,
+    /// PostgreSQL and MySQL: ping a pooled connection before each use
+    /// (default true). Off saves a network round trip per store call; a
+    /// connection broken by a server restart then fails one call (503)
+    /// before the pool replaces it. SQLite never pings: a local file
+    /// connection does not go stale.
+    pub ping_before_use: bool,
 }
 
 impl Default for SqlOptions {
@@ -121,6 +127,7 @@ impl Default for SqlOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            ping_before_use: true,
         }
     }
 }

@@ -46,6 +46,7 @@ impl MySqlRepository {
         let pool = MySqlPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(options.ping_before_use)
             .connect_with(connect)
             .await
             .map_err(store_error)?;

@@ -42,6 +42,7 @@ impl PostgresRepository {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(options.ping_before_use)
             .connect_with(connect)
             .await
             .map_err(store_error)?;

@@ -81,6 +81,9 @@ impl SqliteRepository {
         };
         let pool = pool
             .acquire_timeout(options.acquire_timeout)
+            // A local file connection cannot go stale the way a network one
+            // can; pinging it on every acquire doubled the cost of a read.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(store_error)?;

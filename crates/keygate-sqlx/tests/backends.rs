@@ -41,6 +41,8 @@ async fn sqlite_file_is_created_with_wal_and_busy_timeout() {
         .unwrap();
     assert_eq!(busy, 5000);
     assert!(repo.pool().options().get_max_connections() >= 4);
+    // No ping round trip before each use of a local connection (hot path).
+    assert!(!repo.pool().options().get_test_before_acquire());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
