@@ -155,7 +155,7 @@ impl KeySources {
             }
         }
         if self.query_param {
-            if let Some(value) = query_value(uri.query().unwrap_or(""), API_KEY_PARAM)? {
+            if let Some(value) = query_value(uri.query().unwrap_or(""), API_KEY_PARAM) {
                 if !value.trim().is_empty() {
                     return Ok(Some(value));
                 }
@@ -173,40 +173,12 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The first value of `name` in a query string, percent-decoded.
-fn query_value<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, Error> {
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
-            return percent_decode(v).map(Some);
-        }
-    }
-    Ok(None)
-}
-
-fn percent_decode(raw: &str) -> Result<Cow<'_, str>, Error> {
-    if !raw.contains(['%', '+']) {
-        return Ok(Cow::Borrowed(raw));
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or(Error::InvalidKey)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| Error::InvalidKey)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| Error::InvalidKey)?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| Error::InvalidKey)
+/// The first value of `name` in a query string, percent-decoded. Malformed
+/// escapes stay as they are (and then fail key parsing as invalid).
+fn query_value<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -276,8 +248,11 @@ mod tests {
     }
 
     #[test]
-    fn bad_percent_encoding_is_invalid() {
+    fn bad_percent_encoding_never_yields_a_key() {
         let uri: Uri = "/?api_key=%zz".parse().unwrap();
-        assert!(KeySources::all().find(&HeaderMap::new(), &uri).is_err());
+        let headers = HeaderMap::new();
+        let found = KeySources::all().find(&headers, &uri).unwrap();
+        assert_eq!(found.as_deref(), Some("%zz"));
+        assert!(keygate::KeyFormat::default().parse("%zz").is_err());
     }
 }
