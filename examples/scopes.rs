@@ -9,6 +9,9 @@ use keygate::{ApiKeyService, Error, InMemoryRepository, NewApiKey, Pepper};
 async fn main() -> Result<(), Error> {
     // Set API_KEY_PEPPER in every real environment; the placeholder warns.
     let pepper = Pepper::from_env();
+    if pepper.is_placeholder() {
+        eprintln!("warning: API_KEY_PEPPER is not set; using the insecure placeholder pepper");
+    }
     let service = ApiKeyService::builder(InMemoryRepository::new())
         .pepper(pepper)
         .build()?;
