@@ -83,32 +83,38 @@ pub(crate) enum Cached {
 pub(crate) struct VerifyCache {
     entries: Cache<String, Arc<Entry>>,
     ttl: Duration,
-    hashing: Mutex<HashMap<KeyDigest, Arc<AsyncMutex<()>>>>,
+    hashing: Mutex<Gates>,
 }
 
 /// Held while one request hashes a presented key; others with the same key
 /// wait for it and then find the key proven in the cache.
 pub(crate) struct HashTurn<'a> {
-    cache: &'a VerifyCache,
-    digest: KeyDigest,
-    guard: Option<OwnedMutexGuard<()>>,
+    // Fields drop in order: release the lock, then leave the queue.
+    _guard: OwnedMutexGuard<()>,
+    _member: Waiting<'a>,
 }
 
-impl Drop for HashTurn<'_> {
+/// Membership in the queue for one digest. Dropped on completion *and* on
+/// cancellation (a client that hangs up mid-wait), so the map never keeps
+/// an entry nobody waits on.
+struct Waiting<'a> {
+    cache: &'a VerifyCache,
+    digest: KeyDigest,
+}
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut gates = self.cache.gates();
-        if let Some(guard) = self.guard.take() {
-            // Two owners left (the map and this guard): nobody else waits.
-            let last = gates
-                .get(&self.digest)
-                .is_some_and(|g| Arc::strong_count(g) == 2);
-            drop(guard);
-            if last {
+        if let Some((_, waiting)) = gates.get_mut(&self.digest) {
+            *waiting -= 1;
+            if *waiting == 0 {
                 gates.remove(&self.digest);
             }
         }
     }
 }
+
+type Gates = HashMap<KeyDigest, (Arc<AsyncMutex<()>>, usize)>;
 
 impl VerifyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
@@ -122,18 +128,26 @@ impl VerifyCache {
         }
     }
 
-    fn gates(&self) -> std::sync::MutexGuard<'_, HashMap<KeyDigest, Arc<AsyncMutex<()>>>> {
+    fn gates(&self) -> std::sync::MutexGuard<'_, Gates> {
         // Every change to the map is a single insert or remove; ignore poison.
         self.hashing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until no other request is hashing this same presented key.
     pub(crate) async fn hash_turn(&self, digest: KeyDigest) -> HashTurn<'_> {
-        let gate = self.gates().entry(digest).or_default().clone();
-        HashTurn {
+        let gate = {
+            let mut gates = self.gates();
+            let (gate, waiting) = gates.entry(digest).or_default();
+            *waiting += 1;
+            gate.clone()
+        };
+        let member = Waiting {
             cache: self,
             digest,
-            guard: Some(gate.lock_owned().await),
+        };
+        HashTurn {
+            _guard: gate.lock_owned().await,
+            _member: member,
         }
     }
 
@@ -178,5 +192,27 @@ impl VerifyCache {
 
     pub(crate) fn invalidate(&self, key_id: &str) {
         self.entries.invalidate(key_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn abandoned_waits_leave_no_gate_behind() {
+        let cache = VerifyCache::new(CacheConfig::default());
+        let d = [7u8; 32];
+        let first = cache.hash_turn(d).await;
+        let mut waiter = Box::pin(cache.hash_turn(d));
+        let wait = tokio::time::timeout(Duration::from_millis(5), &mut waiter).await;
+        assert!(wait.is_err(), "the second request waits for the first");
+        drop(first);
+        drop(waiter); // the client hung up before its turn came
+        assert_eq!(cache.gates().len(), 0);
+        let again = cache.hash_turn(d).await;
+        assert_eq!(cache.gates().len(), 1);
+        drop(again);
+        assert!(cache.gates().is_empty());
     }
 }
