@@ -53,7 +53,10 @@ impl HashPool {
     {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            // The caller went away (client hung up) while queued: skip the work.
+            if !done.is_closed() {
+                let _ = done.send(work());
+            }
         });
         self.jobs
             .send(job)
@@ -62,5 +65,37 @@ impl HashPool {
         result
             .await
             .map_err(|_| Error::Hash("hashing job failed".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn abandoned_jobs_are_skipped() {
+        let pool = Arc::new(HashPool::new(1).unwrap());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let busy = pool.clone();
+        let blocker = tokio::spawn(async move {
+            busy.run(|| std::thread::sleep(Duration::from_millis(100)))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let counted = ran.clone();
+        let queued = pool.run(move || counted.fetch_add(1, Ordering::SeqCst));
+        // Give up on the queued job while the thread is still busy.
+        assert!(tokio::time::timeout(Duration::from_millis(20), queued)
+            .await
+            .is_err());
+        let _ = blocker.await;
+        let counted = ran.clone();
+        pool.run(move || counted.fetch_add(1, Ordering::SeqCst))
+            .await
+            .unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "only the awaited job ran");
     }
 }
