@@ -7,11 +7,11 @@ use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
-use crate::cache::{digest, Cached};
+use crate::cache::{digest, Cached, KeyDigest};
 use crate::entity::{truncate_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
-use crate::key::Secret;
+use crate::key::{ParsedKey, Secret};
 use crate::service::{ApiKeyService, Inner};
 use crate::touch::FLUSH_EVERY;
 
@@ -37,7 +37,8 @@ impl ApiKeyService {
             Err(_) => None,
         };
         if let Some(range) = delay {
-            sleep_between(range).await;
+            // Boxed: keeps the common (no delay) future small.
+            Box::pin(sleep_between(range)).await;
         }
         result
     }
@@ -61,41 +62,8 @@ impl ApiKeyService {
 
         let key = match cached {
             Some(Cached::Fresh(key)) => key,
-            cached => {
-                // 3. Unknown key id: spend the same hashing work anyway.
-                let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
-                    self.forget(parsed.key_id);
-                    let _ = self.check_hash(parsed.secret, &inner.dummy_hash).await;
-                    return Err(Error::KeyNotFound);
-                };
-                // 4. Wrong secret. No hashing when this exact key was already
-                // proven against this hash, and only one request at a time
-                // hashes a given presented key (the others then find it proven).
-                let proven_against =
-                    |c: Option<&Cached>| c.is_some_and(|c| c.entity().key_hash == stored.key_hash);
-                // Held until the proven key is in the cache.
-                let mut _turn = None;
-                if !proven_against(cached.as_ref()) {
-                    if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-                        _turn = Some(cache.hash_turn(d).await);
-                    }
-                    let again = inner
-                        .cache
-                        .as_ref()
-                        .zip(presented.as_ref())
-                        .and_then(|(cache, d)| cache.get(parsed.key_id, d));
-                    if !proven_against(again.as_ref())
-                        && !self.check_hash(parsed.secret, &stored.key_hash).await?
-                    {
-                        return Err(Error::InvalidKey);
-                    }
-                }
-                let key = Arc::new(stored);
-                if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-                    cache.insert(d, key.clone());
-                }
-                key
-            }
+            // 3–4. Boxed, so a cache hit never carries the slow path's state.
+            cached => Box::pin(self.load_and_check(parsed, presented, cached)).await?,
         };
 
         // 5. Status, re-checked on every cache hit too.
@@ -120,22 +88,67 @@ impl ApiKeyService {
         }
         // Per-key limits (rate, credits) will be checked here.
 
-        // 7. Record the use.
-        self.record_use(key, presented, now).await
-    }
-
-    /// Queues (or, with a zero interval, writes) `last_used_at`; at most once
-    /// per key per interval.
-    async fn record_use(
-        &self,
-        key: Arc<ApiKey>,
-        presented: Option<crate::cache::KeyDigest>,
-        now: DateTime<Utc>,
-    ) -> Result<Arc<ApiKey>, Error> {
-        let inner = &self.inner;
+        // 7. Record the use: at most once per key per interval (boxed, as
+        // it is rare).
         if !inner.touch.is_due(&key, now) {
             return Ok(key);
         }
+        Box::pin(self.record_use(key, presented, now)).await
+    }
+
+    /// Steps 3–4 when the cache cannot answer alone: read the stored key and
+    /// check the secret (unless this exact key was already proven against
+    /// the stored hash), then cache it.
+    async fn load_and_check(
+        &self,
+        parsed: ParsedKey<'_>,
+        presented: Option<KeyDigest>,
+        cached: Option<Cached>,
+    ) -> Result<Arc<ApiKey>, Error> {
+        let inner = &self.inner;
+        // 3. Unknown key id: spend the same hashing work anyway.
+        let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
+            self.forget(parsed.key_id);
+            let _ = self.check_hash(parsed.secret, &inner.dummy_hash).await;
+            return Err(Error::KeyNotFound);
+        };
+        // 4. Wrong secret. No hashing when this exact key was already
+        // proven against this hash, and only one request at a time
+        // hashes a given presented key (the others then find it proven).
+        let proven_against =
+            |c: Option<&Cached>| c.is_some_and(|c| c.entity().key_hash == stored.key_hash);
+        // Held until the proven key is in the cache.
+        let mut _turn = None;
+        if !proven_against(cached.as_ref()) {
+            if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+                _turn = Some(cache.hash_turn(d).await);
+            }
+            let again = inner
+                .cache
+                .as_ref()
+                .zip(presented.as_ref())
+                .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+            if !proven_against(again.as_ref())
+                && !self.check_hash(parsed.secret, &stored.key_hash).await?
+            {
+                return Err(Error::InvalidKey);
+            }
+        }
+        let key = Arc::new(stored);
+        if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+            cache.insert(d, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Queues (or, with a zero interval, writes) `last_used_at`, which is due.
+    async fn record_use(
+        &self,
+        key: Arc<ApiKey>,
+        presented: Option<KeyDigest>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<ApiKey>, Error> {
+        let inner = &self.inner;
         let now = truncate_micros(now);
         let mut used = (*key).clone();
         used.last_used_at = Some(now);
