@@ -190,6 +190,19 @@ impl VerifyCache {
         }
     }
 
+    /// Makes the entry stale, keeping its proof: the next use re-reads the
+    /// entity from the store without hashing again.
+    pub(crate) fn expire(&self, key_id: &str) {
+        if let Some(old) = self.entries.get(key_id) {
+            let entry = Entry {
+                digest: old.digest,
+                entity: old.entity.clone(),
+                fresh_until: Instant::now(),
+            };
+            self.entries.insert(key_id.to_owned(), Arc::new(entry));
+        }
+    }
+
     pub(crate) fn invalidate(&self, key_id: &str) {
         self.entries.invalidate(key_id);
     }

@@ -192,7 +192,10 @@ impl ApiKeyService {
             key.expires_at = Some(truncate_micros(at));
         }
         let stored = self.inner.repo.update(&key).await;
-        self.forget(&key.key_id);
+        // The next verify re-reads the entity (no re-hash: the secret did not change).
+        if let Some(cache) = &self.inner.cache {
+            cache.expire(&key.key_id);
+        }
         if !stored? {
             return Err(Error::NotFound);
         }

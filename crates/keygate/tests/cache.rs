@@ -151,3 +151,31 @@ async fn concurrent_first_uses_of_one_key_hash_it_once() {
         "16 concurrent first uses took {herd:?}, one hash {single:?}"
     );
 }
+
+#[tokio::test]
+async fn status_changes_through_the_service_cost_no_hash() {
+    let slow = HashAlgorithm::Argon2 {
+        m_cost: 64 * 1024,
+        t_cost: 3,
+        p_cost: 1,
+    };
+    let service = service_with(InMemoryRepository::new(), |b| b.algorithm(slow));
+    let (entity, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    let start = Instant::now();
+    service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    let first = start.elapsed();
+
+    service.deactivate(&entity.id).await.unwrap();
+    let start = Instant::now();
+    assert!(matches!(
+        service.verify::<&str>(key.expose(), &[]).await,
+        Err(Error::KeyInactive)
+    ));
+    service.activate(&entity.id).await.unwrap();
+    service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    let after_changes = start.elapsed();
+    assert!(
+        after_changes * 4 < first,
+        "{after_changes:?} for two verifies vs {first:?} for one hash"
+    );
+}
