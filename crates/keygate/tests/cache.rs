@@ -30,13 +30,14 @@ async fn a_change_through_one_instance_is_seen_by_another_within_a_second() {
     b.verify::<&str>(key.expose(), &[]).await.unwrap();
     b.verify::<&str>(key.expose(), &[]).await.unwrap();
 
+    // Freshness is 1 s; the bound leaves room for a loaded CI machine.
     let changed = Instant::now();
     a.deactivate(&entity.id).await.unwrap();
     loop {
         match b.verify::<&str>(key.expose(), &[]).await {
             Err(Error::KeyInactive) => break,
             Ok(_) => assert!(
-                changed.elapsed() < Duration::from_millis(1100),
+                changed.elapsed() < Duration::from_millis(1500),
                 "still accepted after {:?}",
                 changed.elapsed()
             ),
@@ -49,7 +50,7 @@ async fn a_change_through_one_instance_is_seen_by_another_within_a_second() {
     loop {
         match b.verify::<&str>(key.expose(), &[]).await {
             Err(Error::KeyNotFound) => break,
-            Err(Error::KeyInactive) => assert!(deleted.elapsed() < Duration::from_millis(1100)),
+            Err(Error::KeyInactive) => assert!(deleted.elapsed() < Duration::from_millis(1500)),
             other => panic!("{other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
