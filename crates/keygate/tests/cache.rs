@@ -30,31 +30,21 @@ async fn a_change_through_one_instance_is_seen_by_another_within_a_second() {
     b.verify::<&str>(key.expose(), &[]).await.unwrap();
     b.verify::<&str>(key.expose(), &[]).await.unwrap();
 
-    // Freshness is 1 s; the bound leaves room for a loaded CI machine.
-    let changed = Instant::now();
+    // Freshness is 1 s (the default): once it has passed, the very next
+    // verify on `b` must see what `a` did, however loaded the machine is.
+    let freshness = keygate::CacheConfig::default().ttl;
     a.deactivate(&entity.id).await.unwrap();
-    loop {
-        match b.verify::<&str>(key.expose(), &[]).await {
-            Err(Error::KeyInactive) => break,
-            Ok(_) => assert!(
-                changed.elapsed() < Duration::from_millis(1500),
-                "still accepted after {:?}",
-                changed.elapsed()
-            ),
-            other => panic!("{other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::sleep(freshness + Duration::from_millis(20)).await;
+    assert!(matches!(
+        b.verify::<&str>(key.expose(), &[]).await,
+        Err(Error::KeyInactive)
+    ));
     a.delete(&entity.id).await.unwrap();
-    let deleted = Instant::now();
-    loop {
-        match b.verify::<&str>(key.expose(), &[]).await {
-            Err(Error::KeyNotFound) => break,
-            Err(Error::KeyInactive) => assert!(deleted.elapsed() < Duration::from_millis(1500)),
-            other => panic!("{other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::sleep(freshness + Duration::from_millis(20)).await;
+    assert!(matches!(
+        b.verify::<&str>(key.expose(), &[]).await,
+        Err(Error::KeyNotFound)
+    ));
 }
 
 #[tokio::test]

@@ -71,7 +71,10 @@ async fn malformed_unknown_and_wrong_secret_are_401_invalid() {
         parts[1] = "0123456789abcdef";
         parts.join("-")
     };
-    let wrong_secret = format!("{}X", &plain[..plain.len() - 1]);
+    let wrong_secret = {
+        let (head, last) = plain.split_at(plain.len() - 1);
+        format!("{head}{}", if last == "a" { 'b' } else { 'a' })
+    };
     for bad in [
         "not-a-key",
         "ak_v1-xyz",

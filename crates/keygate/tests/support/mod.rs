@@ -97,3 +97,9 @@ impl Repository for Spy {
         self.inner.touch(uses).await
     }
 }
+
+/// `key` with its last character changed to a different one: same key id, wrong secret.
+pub fn with_wrong_secret(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    format!("{head}{}", if last == "a" { 'b' } else { 'a' })
+}
