@@ -41,7 +41,7 @@ impl MySqlRepository {
         // sqlx sets the session time zone to UTC, so DATETIME values are
         // naive UTC as the Python library writes them.
         let connect = MySqlConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Other(format!("invalid MySQL URL: {e}")))?
+            .map_err(|e| StoreError::InvalidConfig(format!("MySQL URL: {e}")))?
             .charset("utf8mb4");
         let pool = MySqlPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10))

@@ -38,7 +38,7 @@ impl PostgresRepository {
     /// Connects to `postgres://…` or `postgresql://…`.
     pub async fn connect(url: &str, options: SqlOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::InvalidConfig(format!("PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)

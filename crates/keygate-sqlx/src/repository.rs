@@ -62,7 +62,7 @@ impl SqlRepository {
             Some(Backend::MySql) => Inner::MySql(MySqlRepository::connect(url, options).await?),
             None => {
                 let scheme = url.split(':').next().unwrap_or_default();
-                return Err(StoreError::Other(format!(
+                return Err(StoreError::InvalidConfig(format!(
                     "unsupported database URL scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
                 )));
             }

@@ -55,7 +55,7 @@ impl SqliteRepository {
     pub async fn connect(url: &str, options: SqlOptions) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+            .map_err(|e| StoreError::InvalidConfig(format!("SQLite URL: {e}")))?
             .create_if_missing(true)
             .busy_timeout(options.busy_timeout);
         if !memory {

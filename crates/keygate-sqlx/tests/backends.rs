@@ -158,7 +158,12 @@ async fn unreachable_server_is_unavailable_quickly() {
         assert!(start.elapsed() < Duration::from_secs(5));
     }
     let bad = SqlRepository::connect("redis://localhost").await;
-    assert!(matches!(bad, Err(StoreError::Other(m)) if m.contains("redis")));
+    assert!(matches!(bad, Err(StoreError::InvalidConfig(m)) if m.contains("redis")));
+    let bad = SqlRepository::connect("postgres://127.0.0.1:notaport/db").await;
+    assert!(
+        matches!(bad, Err(StoreError::InvalidConfig(ref m)) if m.contains("PostgreSQL URL")),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]

@@ -127,6 +127,10 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The store was set up wrongly: a malformed URL, an unknown scheme.
+    /// Retrying cannot help; the configuration must change.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
