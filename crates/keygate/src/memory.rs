@@ -1,7 +1,7 @@
 //! A thread-safe in-memory store: for tests, examples and single-process
 //! deployments that load their keys at start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -17,6 +17,8 @@ struct Tables {
     by_id: HashMap<String, ApiKey>,
     /// key_id → id, for O(1) verification look-ups.
     by_key_id: HashMap<String, String>,
+    /// Every stored key_hash: unique, as in the SQL schemas.
+    hashes: HashSet<String>,
 }
 
 /// Keys in a `HashMap` behind a read-write lock.
@@ -70,7 +72,11 @@ impl Repository for InMemoryRepository {
                 key.key_id
             )));
         }
+        if t.hashes.contains(&key.key_hash) {
+            return Err(hash_conflict());
+        }
         t.by_key_id.insert(key.key_id.clone(), key.id.clone());
+        t.hashes.insert(key.key_hash.clone());
         t.by_id.insert(key.id.clone(), key.clone());
         Ok(())
     }
@@ -89,13 +95,16 @@ impl Repository for InMemoryRepository {
 
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
         let mut t = self.write();
-        let Some((old_key_id, old_used)) = t
+        let Some((old_key_id, old_hash, old_used)) = t
             .by_id
             .get(&key.id)
-            .map(|k| (k.key_id.clone(), k.last_used_at))
+            .map(|k| (k.key_id.clone(), k.key_hash.clone(), k.last_used_at))
         else {
             return Ok(false);
         };
+        if old_hash != key.key_hash && t.hashes.contains(&key.key_hash) {
+            return Err(hash_conflict());
+        }
         if old_key_id != key.key_id {
             if t.by_key_id.contains_key(&key.key_id) {
                 return Err(StoreError::Conflict(format!(
@@ -105,6 +114,10 @@ impl Repository for InMemoryRepository {
             }
             t.by_key_id.remove(&old_key_id);
             t.by_key_id.insert(key.key_id.clone(), key.id.clone());
+        }
+        if old_hash != key.key_hash {
+            t.hashes.remove(&old_hash);
+            t.hashes.insert(key.key_hash.clone());
         }
         let mut stored = key.clone();
         stored.last_used_at = stored.last_used_at.max(old_used);
@@ -117,6 +130,7 @@ impl Repository for InMemoryRepository {
         let removed = t.by_id.remove(id);
         if let Some(k) = &removed {
             t.by_key_id.remove(&k.key_id);
+            t.hashes.remove(&k.key_hash);
         }
         Ok(removed)
     }
@@ -147,5 +161,67 @@ impl Repository for InMemoryRepository {
             }
         }
         Ok(())
+    }
+}
+
+fn hash_conflict() -> StoreError {
+    // The hash itself stays out of the message.
+    StoreError::Conflict("an API key with the same key_hash exists".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, key_id: &str, hash: &str) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            key_id: key_id.into(),
+            name: None,
+            description: None,
+            is_active: true,
+            created_at: Utc::now(),
+            last_used_at: None,
+            expires_at: None,
+            scopes: Default::default(),
+            key_hash: hash.into(),
+            key_secret_first: "abcd".into(),
+            key_secret_last: "wxyz".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn key_hash_is_unique_like_in_the_sql_schemas() {
+        let repo = InMemoryRepository::new();
+        repo.insert(&key("a", "000000000000000a", "h1"))
+            .await
+            .unwrap();
+        let err = repo
+            .insert(&key("b", "000000000000000b", "h1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("key_hash") && !m.contains("h1"))
+        );
+        repo.insert(&key("b", "000000000000000b", "h2"))
+            .await
+            .unwrap();
+        // Moving b onto a's hash is refused and leaves b as it was.
+        assert!(matches!(
+            repo.update(&key("b", "000000000000000b", "h1")).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(repo.get("b").await.unwrap().unwrap().key_hash, "h2");
+        // A freed hash can be used again.
+        repo.update(&key("b", "000000000000000b", "h3"))
+            .await
+            .unwrap();
+        repo.delete("a").await.unwrap();
+        repo.insert(&key("c", "000000000000000c", "h2"))
+            .await
+            .unwrap();
+        repo.insert(&key("d", "000000000000000d", "h1"))
+            .await
+            .unwrap();
     }
 }
