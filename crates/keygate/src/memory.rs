@@ -166,7 +166,7 @@ impl Repository for InMemoryRepository {
 
 fn hash_conflict() -> StoreError {
     // The hash itself stays out of the message.
-    StoreError::Conflict("an API key with the same key_hash exists".into())
+    StoreError::Conflict("an API key with the same key hash exists".into())
 }
 
 #[cfg(test)]
@@ -201,7 +201,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, StoreError::Conflict(m) if m.contains("key_hash") && !m.contains("h1"))
+            matches!(&err, StoreError::Conflict(m) if m.contains("key hash") && !m.contains("h1"))
         );
         repo.insert(&key("b", "000000000000000b", "h2"))
             .await
