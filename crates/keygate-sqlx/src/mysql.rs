@@ -7,18 +7,14 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use keygate::{ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{MySql, QueryBuilder, Row};
+use sqlx::{MySql, Row};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_from_json, scopes_to_json, sorted_uses};
-use crate::error::{store_error, write_error};
-use crate::query::{push_order_and_page, push_where, Dialect};
+use crate::codec::{clamp_i64, list_to_json, scopes_from_json, scopes_to_json};
+use crate::error::store_error;
+use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
-
-const COLUMNS: &str = "id, key_id, name, description, is_active, created_at, last_used_at, \
-                       expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, \
-                       key_secret_first, key_secret_last";
 
 /// A [`Repository`] on a MySQL or MariaDB pool.
 #[derive(Debug, Clone)]
@@ -67,20 +63,6 @@ impl MySqlRepository {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
-    async fn fetch_one_by(&self, column: &str, value: &str) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE {column} = ?");
-        let row = sqlx::query(&sql)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(decode).transpose()
-    }
-}
-
-fn naive(t: DateTime<Utc>) -> NaiveDateTime {
-    t.naive_utc()
 }
 
 struct MySqlDialect;
@@ -88,18 +70,48 @@ struct MySqlDialect;
 impl Dialect for MySqlDialect {
     type DB = MySql;
 
-    fn bind_bool(qb: &mut QueryBuilder<'_, MySql>, v: bool) {
-        qb.push_bind(v);
+    const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
+        last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, key_secret_first, \
+        key_secret_last";
+
+    fn decode(row: &MySqlRow) -> Result<ApiKey, StoreError> {
+        let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
+        let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
+        let opt_time = |c: &str| {
+            row.try_get::<Option<NaiveDateTime>, _>(c)
+                .map(|t| t.map(|n| n.and_utc()))
+                .map_err(store_error)
+        };
+        Ok(ApiKey {
+            id: text("id")?,
+            key_id: text("key_id")?,
+            name: opt_text("name")?,
+            description: opt_text("description")?,
+            is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
+            created_at: opt_time("created_at")?
+                .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
+            last_used_at: opt_time("last_used_at")?,
+            expires_at: opt_time("expires_at")?,
+            scopes: scopes_from_json(&text("scopes")?)?,
+            key_hash: text("key_hash")?,
+            key_secret_first: text("key_secret_first")?,
+            key_secret_last: text("key_secret_last")?,
+        })
     }
-    fn bind_time(qb: &mut QueryBuilder<'_, MySql>, v: DateTime<Utc>) {
-        qb.push_bind(naive(v));
+    fn bind<'a>(qb: &mut SqlBuilder<'a, MySql>, value: Value<'a>) {
+        match value {
+            Value::Text(v) => qb.push_bind(v),
+            Value::Bool(v) => qb.push_bind(v),
+            Value::Time(v) => qb.push_bind(v.map(|t| t.naive_utc())),
+            Value::Scopes(v) => qb.push_bind(scopes_to_json(v)),
+        };
     }
-    fn scopes_all(qb: &mut QueryBuilder<'_, MySql>, scopes: &[String]) {
+    fn scopes_all(qb: &mut SqlBuilder<'_, MySql>, scopes: &[String]) {
         qb.push("JSON_CONTAINS(scopes, ");
         qb.push_bind(list_to_json(scopes));
         qb.push(")");
     }
-    fn scopes_any(qb: &mut QueryBuilder<'_, MySql>, scopes: &[String]) {
+    fn scopes_any(qb: &mut SqlBuilder<'_, MySql>, scopes: &[String]) {
         // One JSON_CONTAINS per scope: works on MySQL 5.7+ and every
         // MariaDB, unlike JSON_OVERLAPS.
         qb.push("(");
@@ -113,14 +125,14 @@ impl Dialect for MySqlDialect {
         }
         qb.push(")");
     }
-    fn name_like(qb: &mut QueryBuilder<'_, MySql>, pattern: String) {
+    fn name_like(qb: &mut SqlBuilder<'_, MySql>, pattern: String) {
         // Binary LIKE: exact characters (no accent folding from a _ci
         // collation) after lowercasing both sides.
         qb.push("CAST(LOWER(name) AS BINARY) LIKE CAST(");
         qb.push_bind(pattern);
         qb.push(" AS BINARY) ESCAPE '!'");
     }
-    fn name_eq(qb: &mut QueryBuilder<'_, MySql>, name: String) {
+    fn name_eq(qb: &mut SqlBuilder<'_, MySql>, name: String) {
         // Binary comparison: case- and trailing-space-sensitive.
         qb.push("CAST(name AS BINARY) = CAST(");
         qb.push_bind(name);
@@ -133,7 +145,7 @@ impl Dialect for MySqlDialect {
             other => other.as_str(),
         }
     }
-    fn page(qb: &mut QueryBuilder<'_, MySql>, limit: Option<u64>, offset: u64) {
+    fn page(qb: &mut SqlBuilder<'_, MySql>, limit: Option<u64>, offset: u64) {
         // MySQL has no "no limit"; the largest value is its documented idiom.
         qb.push(" LIMIT ");
         qb.push_bind(limit.map_or(i64::MAX, clamp_i64));
@@ -142,98 +154,34 @@ impl Dialect for MySqlDialect {
     }
 }
 
-fn decode(row: &MySqlRow) -> Result<ApiKey, StoreError> {
-    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-    let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
-    let opt_time = |c: &str| {
-        row.try_get::<Option<NaiveDateTime>, _>(c)
-            .map(|t| t.map(|n| n.and_utc()))
-            .map_err(store_error)
-    };
-    Ok(ApiKey {
-        id: text("id")?,
-        key_id: text("key_id")?,
-        name: opt_text("name")?,
-        description: opt_text("description")?,
-        is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-        created_at: opt_time("created_at")?
-            .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
-        last_used_at: opt_time("last_used_at")?,
-        expires_at: opt_time("expires_at")?,
-        scopes: scopes_from_json(&text("scopes")?)?,
-        key_hash: text("key_hash")?,
-        key_secret_first: text("key_secret_first")?,
-        key_secret_last: text("key_secret_last")?,
-    })
-}
-
 #[async_trait]
 impl Repository for MySqlRepository {
     async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, description, is_active, expires_at, created_at, \
-             last_used_at, key_id, key_hash, key_secret_first, key_secret_last, scopes) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(&key.description)
-        .bind(key.is_active)
-        .bind(key.expires_at.map(naive))
-        .bind(naive(key.created_at))
-        .bind(key.last_used_at.map(naive))
-        .bind(&key.key_id)
-        .bind(&key.key_hash)
-        .bind(&key.key_secret_first)
-        .bind(&key.key_secret_last)
-        .bind(scopes_to_json(&key.scopes))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| write_error(e, &key.key_id))?;
-        Ok(())
+        query::insert::<MySqlDialect>(&self.pool, key).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.fetch_one_by("id", id).await
+        query::select_by::<MySqlDialect>(&self.pool, "id", id).await
     }
 
     async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.fetch_one_by("key_id", key_id).await
+        query::select_by::<MySqlDialect>(&self.pool, "key_id", key_id).await
     }
 
     async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
         // sqlx connects with CLIENT_FOUND_ROWS: rows_affected counts matched
         // rows, so an update that changes nothing still reports the row.
-        let done = sqlx::query(
-            "UPDATE api_keys SET name = ?, description = ?, is_active = ?, expires_at = ?, \
-             created_at = ?, \
-             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END, \
-             key_id = ?, key_hash = ?, key_secret_first = ?, \
-             key_secret_last = ?, scopes = ? WHERE id = ?",
-        )
-        .bind(&key.name)
-        .bind(&key.description)
-        .bind(key.is_active)
-        .bind(key.expires_at.map(naive))
-        .bind(naive(key.created_at))
-        .bind(key.last_used_at.map(naive))
-        .bind(key.last_used_at.map(naive))
-        .bind(&key.key_id)
-        .bind(&key.key_hash)
-        .bind(&key.key_secret_first)
-        .bind(&key.key_secret_last)
-        .bind(scopes_to_json(&key.scopes))
-        .bind(&key.id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| write_error(e, &key.key_id))?;
+        let done = query::update::<MySqlDialect>(&self.pool, key).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
         // MySQL has no DELETE … RETURNING: lock, read, delete, commit.
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ? FOR UPDATE");
+        let sql = format!(
+            "SELECT {} FROM api_keys WHERE id = ? FOR UPDATE",
+            MySqlDialect::COLUMNS
+        );
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -242,7 +190,7 @@ impl Repository for MySqlRepository {
         let Some(row) = row else {
             return Ok(None);
         };
-        let key = decode(&row)?;
+        let key = MySqlDialect::decode(&row)?;
         sqlx::query("DELETE FROM api_keys WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -253,54 +201,18 @@ impl Repository for MySqlRepository {
     }
 
     async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys"));
-        push_where::<MySqlDialect>(&mut qb, filter);
-        push_order_and_page::<MySqlDialect>(&mut qb, filter);
-        let rows = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        rows.iter().map(decode).collect()
+        query::find::<MySqlDialect>(&self.pool, filter).await
     }
 
     async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM api_keys");
-        push_where::<MySqlDialect>(&mut qb, filter);
-        let n: i64 = qb
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(n.max(0) as u64)
+        query::count::<MySqlDialect>(&self.pool, filter).await
     }
 
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-        if uses.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        for (id, at) in sorted_uses(uses) {
-            let at = naive(*at);
-            sqlx::query(
-                "UPDATE api_keys SET last_used_at = ? \
-                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-            )
-            .bind(at)
-            .bind(id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        }
-        tx.commit().await.map_err(store_error)
+        query::touch::<MySqlDialect>(&self.pool, uses).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        query::ping::<MySqlDialect>(&self.pool).await
     }
 }

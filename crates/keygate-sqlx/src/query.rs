@@ -1,34 +1,106 @@
-//! The WHERE / ORDER BY / LIMIT clauses of a search, built once from an
-//! [`ApiKeyFilter`] for every backend. Values are always bound parameters;
-//! only column names and fixed SQL fragments are pushed as text.
+//! The statements every backend shares, built once with a [`SqlBuilder`]
+//! over a [`Dialect`]. Values are always bound parameters; only column
+//! names and fixed SQL fragments are pushed as text.
 //!
-//! The semantics are those of [`ApiKeyFilter::matches`] and
+//! The search semantics are those of [`ApiKeyFilter::matches`] and
 //! [`ApiKeyFilter::compare`]: strict bounds, NULL as the smallest value,
 //! ties broken by id in the same direction, names compared by bytes.
 
 use chrono::{DateTime, Utc};
-use keygate::{ApiKeyFilter, OrderBy};
-use sqlx::{Database, QueryBuilder};
+use keygate::{ApiKey, ApiKeyFilter, OrderBy, ScopeSet, StoreError};
+use sqlx::error::BoxDynError;
+use sqlx::{Arguments, Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
-use crate::codec::like_pattern;
+use crate::codec::{like_pattern, sorted_uses};
+use crate::error::{store_error, write_error};
+
+/// A statement being built: SQL text and the arguments bound to its
+/// placeholders.
+///
+/// Not sqlx's `QueryBuilder`, which generic code can fill but not run:
+/// `build()` borrows the builder for its arguments' lifetime, and for a
+/// driver unknown to the function the compiler must assume that dropping
+/// the builder afterwards uses those arguments (E0597). Kept apart here,
+/// the text outlives the arguments, which the run consumes.
+pub(crate) struct SqlBuilder<'a, DB: Database> {
+    sql: String,
+    /// The first failure to encode a value, reported when the statement
+    /// runs (as `Query::bind` does) instead of a panic.
+    args: Result<DB::Arguments<'a>, BoxDynError>,
+}
+
+impl<'a, DB: Database> SqlBuilder<'a, DB> {
+    /// Starts a statement with a fixed fragment.
+    pub(crate) fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            args: Ok(Default::default()),
+        }
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(crate) fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'a + Encode<'a, DB> + Type<DB>,
+    {
+        if let Ok(args) = &mut self.args {
+            match args.add(value) {
+                // Writing to a String cannot fail.
+                Ok(()) => _ = args.format_placeholder(&mut self.sql),
+                Err(e) => self.args = Err(e),
+            }
+        }
+        self
+    }
+
+    /// The text and the arguments, for `sqlx::query_with`.
+    fn into_parts(self) -> Result<(String, DB::Arguments<'a>), StoreError> {
+        let args = self.args.map_err(|e| store_error(sqlx::Error::Encode(e)))?;
+        Ok((self.sql, args))
+    }
+}
+
+/// A value bound to a placeholder; the [`Dialect`] chooses its stored type.
+#[derive(Clone, Copy)]
+pub(crate) enum Value<'a> {
+    /// Text, NULL for `None`.
+    Text(Option<&'a str>),
+    /// A boolean.
+    Bool(bool),
+    /// A time, NULL for `None`.
+    Time(Option<DateTime<Utc>>),
+    /// A scope list, stored as JSON.
+    Scopes(&'a ScopeSet),
+}
 
 /// What differs between the SQL dialects.
 pub(crate) trait Dialect {
-    /// The sqlx database.
-    type DB: Database;
+    /// The sqlx database. The bound on its arguments holds for every sqlx
+    /// driver; stating it here spares each generic function below from
+    /// repeating it.
+    type DB: for<'q> Database<Arguments<'q>: IntoArguments<'q, Self::DB>>;
 
-    /// Pushes a placeholder bound to a boolean.
-    fn bind_bool(qb: &mut QueryBuilder<'_, Self::DB>, v: bool);
-    /// Pushes a placeholder bound to a time, in the stored representation.
-    fn bind_time(qb: &mut QueryBuilder<'_, Self::DB>, v: DateTime<Utc>);
+    /// The select list that [`Dialect::decode`] reads.
+    const COLUMNS: &'static str;
+
+    /// Reads a row selected with [`Dialect::COLUMNS`].
+    fn decode(row: &<Self::DB as Database>::Row) -> Result<ApiKey, StoreError>;
+    /// Pushes a placeholder bound to a value, in the stored representation.
+    fn bind<'a>(qb: &mut SqlBuilder<'a, Self::DB>, value: Value<'a>);
     /// Pushes a condition: the row holds every scope of a non-empty list.
-    fn scopes_all(qb: &mut QueryBuilder<'_, Self::DB>, scopes: &[String]);
+    fn scopes_all(qb: &mut SqlBuilder<'_, Self::DB>, scopes: &[String]);
     /// Pushes a condition: the row holds at least one scope of a non-empty list.
-    fn scopes_any(qb: &mut QueryBuilder<'_, Self::DB>, scopes: &[String]);
+    fn scopes_any(qb: &mut SqlBuilder<'_, Self::DB>, scopes: &[String]);
     /// Pushes a condition: the lowercased name is `LIKE pattern ESCAPE '!'`.
-    fn name_like(qb: &mut QueryBuilder<'_, Self::DB>, pattern: String);
+    fn name_like(qb: &mut SqlBuilder<'_, Self::DB>, pattern: String);
     /// Pushes a condition: the name equals `name` byte for byte.
-    fn name_eq(qb: &mut QueryBuilder<'_, Self::DB>, name: String);
+    fn name_eq(qb: &mut SqlBuilder<'_, Self::DB>, name: String);
     /// The expression to sort by for a column (byte order for text).
     fn order_expr(column: OrderBy) -> &'static str;
     /// Explicit NULL placement, for backends whose default is not "NULL is
@@ -37,20 +109,212 @@ pub(crate) trait Dialect {
         ""
     }
     /// Pushes `LIMIT … OFFSET …`.
-    fn page(qb: &mut QueryBuilder<'_, Self::DB>, limit: Option<u64>, offset: u64);
+    fn page(qb: &mut SqlBuilder<'_, Self::DB>, limit: Option<u64>, offset: u64);
+}
+
+/// The columns INSERT and UPDATE write alike, with the key's values: all
+/// but `id` (which UPDATE matches on) and `last_used_at` (which UPDATE
+/// never moves backwards).
+fn plain_columns(key: &ApiKey) -> [(&'static str, Value<'_>); 10] {
+    [
+        ("name", Value::Text(key.name.as_deref())),
+        ("description", Value::Text(key.description.as_deref())),
+        ("is_active", Value::Bool(key.is_active)),
+        ("expires_at", Value::Time(key.expires_at)),
+        ("created_at", Value::Time(Some(key.created_at))),
+        ("key_id", Value::Text(Some(&key.key_id))),
+        ("key_hash", Value::Text(Some(&key.key_hash))),
+        ("key_secret_first", Value::Text(Some(&key.key_secret_first))),
+        ("key_secret_last", Value::Text(Some(&key.key_secret_last))),
+        ("scopes", Value::Scopes(&key.scopes)),
+    ]
+}
+
+/// Inserts a whole row; a taken id, key id or hash is a conflict.
+pub(crate) async fn insert<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    key: &ApiKey,
+) -> Result<(), StoreError> {
+    let columns = plain_columns(key);
+    let mut qb = SqlBuilder::new("INSERT INTO api_keys (id, last_used_at");
+    for (column, _) in &columns {
+        qb.push(", ").push(column);
+    }
+    qb.push(") VALUES (");
+    D::bind(&mut qb, Value::Text(Some(&key.id)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Time(key.last_used_at));
+    for (_, value) in columns {
+        qb.push(", ");
+        D::bind(&mut qb, value);
+    }
+    qb.push(")");
+    let (sql, args) = qb.into_parts()?;
+    sqlx::query_with(&sql, args)
+        .execute(db)
+        .await
+        .map_err(|e| write_error(e, &key.key_id))?;
+    Ok(())
+}
+
+/// Rewrites the row `key.id`, except that `last_used_at` only moves
+/// forward: a use recorded by `touch` after `key` was read must survive.
+/// Returns the driver's result, whose `rows_affected` tells whether the row
+/// exists (sqlx has no trait for it).
+pub(crate) async fn update<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    key: &ApiKey,
+) -> Result<<D::DB as Database>::QueryResult, StoreError> {
+    // last_used_at first: MySQL evaluates SET left to right, and only this
+    // assignment reads a column.
+    let mut qb = SqlBuilder::new(
+        "UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ",
+    );
+    D::bind(&mut qb, Value::Time(key.last_used_at));
+    qb.push(" THEN ");
+    D::bind(&mut qb, Value::Time(key.last_used_at));
+    qb.push(" ELSE last_used_at END");
+    for (column, value) in plain_columns(key) {
+        qb.push(", ").push(column).push(" = ");
+        D::bind(&mut qb, value);
+    }
+    qb.push(" WHERE id = ");
+    D::bind(&mut qb, Value::Text(Some(&key.id)));
+    let (sql, args) = qb.into_parts()?;
+    sqlx::query_with(&sql, args)
+        .execute(db)
+        .await
+        .map_err(|e| write_error(e, &key.key_id))
+}
+
+/// The row whose unique `column` (`id` or `key_id`) equals `value`.
+pub(crate) async fn select_by<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    column: &str,
+    value: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    let mut qb = SqlBuilder::new(format!(
+        "SELECT {} FROM api_keys WHERE {column} = ",
+        D::COLUMNS
+    ));
+    D::bind(&mut qb, Value::Text(Some(value)));
+    let (sql, args) = qb.into_parts()?;
+    fetch_key::<D>(db, &sql, args).await
+}
+
+/// Deletes the row `id` and returns it, in one `DELETE … RETURNING`
+/// (SQLite and PostgreSQL; MySQL has no such statement).
+pub(crate) async fn delete_returning<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    id: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    let mut qb = SqlBuilder::new("DELETE FROM api_keys WHERE id = ");
+    D::bind(&mut qb, Value::Text(Some(id)));
+    qb.push(" RETURNING ").push(D::COLUMNS);
+    let (sql, args) = qb.into_parts()?;
+    fetch_key::<D>(db, &sql, args).await
+}
+
+/// Runs a statement that returns at most one row, and decodes that row.
+async fn fetch_key<'c, 'q, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    sql: &'q str,
+    args: <D::DB as Database>::Arguments<'q>,
+) -> Result<Option<ApiKey>, StoreError> {
+    let row = sqlx::query_with(sql, args)
+        .fetch_optional(db)
+        .await
+        .map_err(store_error)?;
+    row.as_ref().map(D::decode).transpose()
+}
+
+/// One page of the rows matching a filter, in its order.
+pub(crate) async fn find<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    filter: &ApiKeyFilter,
+) -> Result<Vec<ApiKey>, StoreError> {
+    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_keys", D::COLUMNS));
+    push_where::<D>(&mut qb, filter);
+    push_order_and_page::<D>(&mut qb, filter);
+    let (sql, args) = qb.into_parts()?;
+    let rows = sqlx::query_with(&sql, args)
+        .fetch_all(db)
+        .await
+        .map_err(store_error)?;
+    rows.iter().map(D::decode).collect()
+}
+
+/// How many rows match a filter, paging aside.
+pub(crate) async fn count<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    filter: &ApiKeyFilter,
+) -> Result<u64, StoreError>
+where
+    (i64,): for<'r> FromRow<'r, <D::DB as Database>::Row>,
+{
+    let mut qb = SqlBuilder::new("SELECT COUNT(*) FROM api_keys");
+    push_where::<D>(&mut qb, filter);
+    let (sql, args) = qb.into_parts()?;
+    let n: i64 = sqlx::query_scalar_with(&sql, args)
+        .fetch_one(db)
+        .await
+        .map_err(store_error)?;
+    Ok(n.max(0) as u64)
+}
+
+/// Records uses: one UPDATE per key, in id order, in one transaction; a
+/// time never replaces a later one.
+pub(crate) async fn touch<D: Dialect>(
+    pool: &Pool<D::DB>,
+    uses: &[(String, DateTime<Utc>)],
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+{
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    for (id, at) in sorted_uses(uses) {
+        let at = Value::Time(Some(*at));
+        let mut qb = SqlBuilder::new("UPDATE api_keys SET last_used_at = ");
+        D::bind(&mut qb, at);
+        qb.push(" WHERE id = ");
+        D::bind(&mut qb, Value::Text(Some(id)));
+        qb.push(" AND (last_used_at IS NULL OR last_used_at < ");
+        D::bind(&mut qb, at);
+        qb.push(")");
+        let (sql, args) = qb.into_parts()?;
+        sqlx::query_with(&sql, args)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
+}
+
+/// A round trip to the database.
+pub(crate) async fn ping<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1")
+        .execute(db)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// Pushes ` WHERE …` (nothing when the filter has no criterion).
-pub(crate) fn push_where<D: Dialect>(qb: &mut QueryBuilder<'_, D::DB>, f: &ApiKeyFilter) {
+pub(crate) fn push_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &ApiKeyFilter) {
     let mut first = true;
-    let mut next = |qb: &mut QueryBuilder<'_, D::DB>| {
+    let mut next = |qb: &mut SqlBuilder<'_, D::DB>| {
         qb.push(if first { " WHERE " } else { " AND " });
         first = false;
     };
     if let Some(active) = f.is_active {
         next(qb);
         qb.push("is_active = ");
-        D::bind_bool(qb, active);
+        D::bind(qb, Value::Bool(active));
     }
     let bounds = [
         ("expires_at < ", f.expires_before),
@@ -64,7 +328,7 @@ pub(crate) fn push_where<D: Dialect>(qb: &mut QueryBuilder<'_, D::DB>, f: &ApiKe
         if let Some(t) = bound {
             next(qb);
             qb.push(column_op);
-            D::bind_time(qb, t);
+            D::bind(qb, Value::Time(Some(t)));
         }
     }
     if let Some(never) = f.never_used {
@@ -94,7 +358,7 @@ pub(crate) fn push_where<D: Dialect>(qb: &mut QueryBuilder<'_, D::DB>, f: &ApiKe
 }
 
 /// Pushes ` ORDER BY <column> <dir>, id <dir>` and the page.
-pub(crate) fn push_order_and_page<D: Dialect>(qb: &mut QueryBuilder<'_, D::DB>, f: &ApiKeyFilter) {
+pub(crate) fn push_order_and_page<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &ApiKeyFilter) {
     let dir = if f.order_desc { " DESC" } else { " ASC" };
     qb.push(" ORDER BY ");
     if f.order_by != OrderBy::Id {
