@@ -290,7 +290,10 @@ impl ApiKeyService {
         Ok(loaded)
     }
 
-    /// Writes pending `last_used_at` values now. Call on shutdown.
+    /// Writes pending `last_used_at` values now, after any background write
+    /// in progress has finished: when it returns, every use recorded before
+    /// the call is in the store (or the error says why not). Call on
+    /// shutdown. Returns how many keys this call wrote.
     pub async fn flush(&self) -> Result<usize, Error> {
         Ok(self.inner.touch.flush(self.inner.repo.as_ref()).await?)
     }

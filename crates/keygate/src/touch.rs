@@ -17,6 +17,9 @@ pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub(crate) struct TouchQueue {
     interval: Duration,
     pending: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Held from drain to write: a flush that starts while another is
+    /// writing waits for it, so "flushed" means "in the store".
+    writing: tokio::sync::Mutex<()>,
     flusher: OnceLock<()>,
 }
 
@@ -25,6 +28,7 @@ impl TouchQueue {
         Self {
             interval,
             pending: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
             flusher: OnceLock::new(),
         }
     }
@@ -60,9 +64,11 @@ impl TouchQueue {
         self.flusher.get_or_init(start);
     }
 
-    /// Writes every pending use. On failure they are put back (unless a newer
-    /// use arrived meanwhile), so nothing is lost.
+    /// Writes every pending use, after any write already in progress has
+    /// finished. On failure they are put back (unless a newer use arrived
+    /// meanwhile), so nothing is lost.
     pub(crate) async fn flush(&self, repo: &dyn Repository) -> Result<usize, StoreError> {
+        let _writing = self.writing.lock().await;
         let batch: Vec<(String, DateTime<Utc>)> = self.lock().drain().collect();
         if batch.is_empty() {
             return Ok(0);

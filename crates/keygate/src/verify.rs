@@ -172,7 +172,10 @@ impl ApiKeyService {
             };
             let weak = Arc::downgrade(&self.inner);
             runtime.spawn(async move {
-                let mut tick = tokio::time::interval(FLUSH_EVERY);
+                // The first write waits a period too: uses arriving in a
+                // burst at start-up go out together.
+                let first = tokio::time::Instant::now() + FLUSH_EVERY;
+                let mut tick = tokio::time::interval_at(first, FLUSH_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;

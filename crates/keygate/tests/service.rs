@@ -223,6 +223,30 @@ async fn last_used_writes_are_coalesced_and_flushed() {
     assert_eq!(touches(), 1, "within the interval no further write");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_a_background_write_in_flight() {
+    let (mut repo, _, touches) = spy_with_touches();
+    repo.touch_delay = Duration::from_millis(600);
+    let service = service_with(repo, |b| b.touch_interval(Duration::from_secs(60)));
+    let (entity, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    // The background flusher takes the use after about a second and spends
+    // 600 ms writing it; a shutdown flush in that window must wait for it.
+    while touches() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service.flush().await.unwrap();
+    assert!(
+        service
+            .get(&entity.id)
+            .await
+            .unwrap()
+            .last_used_at
+            .is_some(),
+        "flush returned before the use was in the store"
+    );
+}
+
 #[tokio::test]
 async fn background_flusher_writes_within_seconds() {
     let service = service_with(keygate::InMemoryRepository::new(), |b| {

@@ -23,6 +23,7 @@ macro_rules! conformance_tests {
             crud_round_trip,
             optional_and_unicode_fields_round_trip,
             duplicate_key_id_is_conflict,
+            duplicate_key_hash_is_conflict,
             update_to_taken_key_id_is_conflict,
             touch_only_moves_forward,
             ping_answers,
@@ -164,6 +165,29 @@ pub async fn duplicate_key_id_is_conflict(repo: Repo) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(all(&repo).await, vec![first]);
+}
+
+pub async fn duplicate_key_hash_is_conflict(repo: Repo) {
+    let first = key(Some("first"), &[]);
+    repo.insert(&first).await.unwrap();
+    let mut twin = key(Some("twin"), &[]);
+    twin.key_hash = first.key_hash.clone();
+    match repo.insert(&twin).await {
+        Err(StoreError::Conflict(message)) => {
+            assert!(message.contains("key hash"), "{message}");
+            assert!(!message.contains(&first.key_hash), "{message}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let other = key(Some("other"), &[]);
+    repo.insert(&other).await.unwrap();
+    let mut moved = other.clone();
+    moved.key_hash = first.key_hash.clone();
+    assert!(matches!(
+        repo.update(&moved).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(repo.get(&other.id).await.unwrap().as_ref(), Some(&other));
 }
 
 pub async fn update_to_taken_key_id_is_conflict(repo: Repo) {

@@ -44,6 +44,8 @@ pub struct Spy {
     inner: InMemoryRepository,
     reads: Arc<AtomicUsize>,
     touches: Arc<AtomicUsize>,
+    /// How long each `touch` takes, to catch a write in flight.
+    pub touch_delay: std::time::Duration,
 }
 
 /// A spy store and a function returning how many key-id reads it served.
@@ -60,6 +62,7 @@ pub fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
         inner: InMemoryRepository::new(),
         reads: reads.clone(),
         touches: touches.clone(),
+        touch_delay: std::time::Duration::ZERO,
     };
     (
         spy,
@@ -94,6 +97,7 @@ impl Repository for Spy {
     }
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
         self.touches.fetch_add(uses.len(), Ordering::SeqCst);
+        tokio::time::sleep(self.touch_delay).await;
         self.inner.touch(uses).await
     }
 }
