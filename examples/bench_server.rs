@@ -19,6 +19,9 @@ use keygate_axum::{RequireScopes, VerifiedKey};
 use keygate_sqlx::SqlRepository;
 use serde_json::json;
 
+/// An id as long as a real key's, so both servers send the same bytes.
+const BARE_ID: &str = "0123456789abcdef0123456789abcdef";
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -59,7 +62,8 @@ fn bare_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error>> {
             async move {
                 let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
                 if given == Some(expected.as_bytes()) {
-                    Json(json!({"message": "This is protected data", "id": "bare"})).into_response()
+                    Json(json!({"message": "This is protected data", "id": BARE_ID}))
+                        .into_response()
                 } else {
                     let body = Json(json!({"detail": "API key invalid"}));
                     (StatusCode::UNAUTHORIZED, body).into_response()

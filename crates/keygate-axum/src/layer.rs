@@ -239,7 +239,7 @@ impl<S> Layer<S> for RequireScopes {
     fn layer(&self, inner: S) -> Self::Service {
         RequireScopesService {
             inner,
-            guard: self.clone(),
+            guard: Arc::new(self.clone()),
         }
     }
 }
@@ -262,7 +262,8 @@ impl<S> Layer<S> for RequireScopes {
 #[derive(Debug, Clone)]
 pub struct RequireScopesService<S> {
     inner: S,
-    guard: RequireScopes,
+    /// Behind one `Arc`: a request clones one counter, not one per field.
+    guard: Arc<RequireScopes>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

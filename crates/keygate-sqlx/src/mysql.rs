@@ -9,7 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, Row};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_from_json, scopes_to_json};
+use crate::codec::{clamp_i64, list_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::SqlOptions;
@@ -75,27 +75,10 @@ impl Dialect for MySqlDialect {
         key_secret_last";
 
     fn decode(row: &MySqlRow) -> Result<ApiKey, StoreError> {
-        let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-        let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
-        let opt_time = |c: &str| {
+        query::decode_row(row, |row, c| {
             row.try_get::<Option<NaiveDateTime>, _>(c)
                 .map(|t| t.map(|n| n.and_utc()))
                 .map_err(store_error)
-        };
-        Ok(ApiKey {
-            id: text("id")?,
-            key_id: text("key_id")?,
-            name: opt_text("name")?,
-            description: opt_text("description")?,
-            is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-            created_at: opt_time("created_at")?
-                .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
-            last_used_at: opt_time("last_used_at")?,
-            expires_at: opt_time("expires_at")?,
-            scopes: scopes_from_json(&text("scopes")?)?,
-            key_hash: text("key_hash")?,
-            key_secret_first: text("key_secret_first")?,
-            key_secret_last: text("key_secret_last")?,
         })
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, MySql>, value: Value<'a>) {

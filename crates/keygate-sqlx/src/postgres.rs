@@ -10,7 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_from_json, scopes_to_json};
+use crate::codec::{clamp_i64, list_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::SqlOptions;
@@ -72,23 +72,7 @@ impl Dialect for PgDialect {
         key_secret_last";
 
     fn decode(row: &PgRow) -> Result<ApiKey, StoreError> {
-        let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-        let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
-        Ok(ApiKey {
-            id: text("id")?,
-            key_id: text("key_id")?,
-            name: opt_text("name")?,
-            description: opt_text("description")?,
-            is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-            created_at: time(row, "created_at")?
-                .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
-            last_used_at: time(row, "last_used_at")?,
-            expires_at: time(row, "expires_at")?,
-            scopes: scopes_from_json(&text("scopes")?)?,
-            key_hash: text("key_hash")?,
-            key_secret_first: text("key_secret_first")?,
-            key_secret_last: text("key_secret_last")?,
-        })
+        query::decode_row(row, time)
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Postgres>, value: Value<'a>) {
         match value {

@@ -9,10 +9,44 @@
 use chrono::{DateTime, Utc};
 use keygate::{ApiKey, ApiKeyFilter, OrderBy, ScopeSet, StoreError};
 use sqlx::error::BoxDynError;
-use sqlx::{Arguments, Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{
+    Arguments, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Row,
+    Type,
+};
 
-use crate::codec::{like_pattern, sorted_uses};
+use crate::codec::{like_pattern, scopes_from_json, sorted_uses};
 use crate::error::{store_error, write_error};
+
+/// Reads a row of `Dialect::COLUMNS` into an [`ApiKey`]. Only times are
+/// stored differently per backend, so the backend passes how to read one.
+pub(crate) fn decode_row<R>(
+    row: &R,
+    time: impl Fn(&R, &str) -> Result<Option<DateTime<Utc>>, StoreError>,
+) -> Result<ApiKey, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
+    let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
+    Ok(ApiKey {
+        id: text("id")?,
+        key_id: text("key_id")?,
+        name: opt_text("name")?,
+        description: opt_text("description")?,
+        is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
+        created_at: time(row, "created_at")?
+            .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
+        last_used_at: time(row, "last_used_at")?,
+        expires_at: time(row, "expires_at")?,
+        scopes: scopes_from_json(&text("scopes")?)?,
+        key_hash: text("key_hash")?,
+        key_secret_first: text("key_secret_first")?,
+        key_secret_last: text("key_secret_last")?,
+    })
+}
 
 /// A statement being built: SQL text and the arguments bound to its
 /// placeholders.

@@ -13,9 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite};
 
-use crate::codec::{
-    clamp_i64, list_to_json, scopes_from_json, scopes_to_json, time_from_text, time_to_text,
-};
+use crate::codec::{clamp_i64, list_to_json, scopes_to_json, time_from_text, time_to_text};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::SqlOptions;
@@ -111,22 +109,12 @@ impl Dialect for SqliteDialect {
         last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last";
 
     fn decode(row: &SqliteRow) -> Result<ApiKey, StoreError> {
-        let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-        let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
-        let opt_time = |c: &str| opt_text(c)?.as_deref().map(time_from_text).transpose();
-        Ok(ApiKey {
-            id: text("id")?,
-            key_id: text("key_id")?,
-            name: opt_text("name")?,
-            description: opt_text("description")?,
-            is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-            created_at: time_from_text(&text("created_at")?)?,
-            last_used_at: opt_time("last_used_at")?,
-            expires_at: opt_time("expires_at")?,
-            scopes: scopes_from_json(&text("scopes")?)?,
-            key_hash: text("key_hash")?,
-            key_secret_first: text("key_secret_first")?,
-            key_secret_last: text("key_secret_last")?,
+        query::decode_row(row, |row, c| {
+            row.try_get::<Option<String>, _>(c)
+                .map_err(store_error)?
+                .as_deref()
+                .map(time_from_text)
+                .transpose()
         })
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Sqlite>, value: Value<'a>) {

@@ -56,6 +56,10 @@ impl Default for CacheConfig {
     }
 }
 
+/// Stored by value: a hit clones the one `Arc` inside, and hands it out,
+/// instead of cloning an `Arc<Entry>` and then the entity (shared counters
+/// are what concurrent hits on one key contend for).
+#[derive(Clone)]
 struct Entry {
     digest: KeyDigest,
     entity: Arc<ApiKey>,
@@ -81,7 +85,7 @@ pub(crate) enum Cached {
 
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
-    entries: Cache<String, Arc<Entry>>,
+    entries: Cache<String, Entry>,
     ttl: Duration,
     hashing: Mutex<Gates>,
 }
@@ -157,11 +161,10 @@ impl VerifyCache {
         if !bool::from(entry.digest.ct_eq(digest)) {
             return None;
         }
-        let entity = entry.entity.clone();
         Some(if Instant::now() < entry.fresh_until {
-            Cached::Fresh(entity)
+            Cached::Fresh(entry.entity)
         } else {
-            Cached::Stale(entity)
+            Cached::Stale(entry.entity)
         })
     }
 
@@ -171,8 +174,7 @@ impl VerifyCache {
             entity,
             fresh_until: Instant::now() + self.ttl,
         };
-        self.entries
-            .insert(entry.entity.key_id.clone(), Arc::new(entry));
+        self.entries.insert(entry.entity.key_id.clone(), entry);
     }
 
     /// Replaces the entity of a fresh entry, keeping its freshness.
@@ -184,8 +186,7 @@ impl VerifyCache {
                     entity,
                     fresh_until: old.fresh_until,
                 };
-                self.entries
-                    .insert(entry.entity.key_id.clone(), Arc::new(entry));
+                self.entries.insert(entry.entity.key_id.clone(), entry);
             }
         }
     }
@@ -195,11 +196,10 @@ impl VerifyCache {
     pub(crate) fn expire(&self, key_id: &str) {
         if let Some(old) = self.entries.get(key_id) {
             let entry = Entry {
-                digest: old.digest,
-                entity: old.entity.clone(),
                 fresh_until: Instant::now(),
+                ..old
             };
-            self.entries.insert(key_id.to_owned(), Arc::new(entry));
+            self.entries.insert(key_id.to_owned(), entry);
         }
     }
 

@@ -1,0 +1,85 @@
+//! What `RequireScopes` adds to a request, in process (no sockets): the same
+//! route answered by a bare axum router that compares the bearer token with
+//! a constant, and by one behind `RequireScopes` with the cache warm.
+//!
+//! `cargo bench -p keygate-axum --bench layer`
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use criterion::{criterion_group, criterion_main, Criterion};
+use keygate::{ApiKeyService, InMemoryRepository, NewApiKey, Pepper};
+use keygate_axum::{RequireScopes, VerifiedKey};
+use serde_json::json;
+use tower::ServiceExt;
+
+const BARE_KEY: &str =
+    "ak_v1-0123456789abcdef-BareBenchmarkConstantSecret0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// An id as long as a real key's, so both routes send the same bytes.
+const BARE_ID: &str = "0123456789abcdef0123456789abcdef";
+
+fn request(key: &str) -> Request<Body> {
+    Request::get("/protected")
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bare = Router::new().route(
+        "/protected",
+        get(|headers: axum::http::HeaderMap| async move {
+            let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let ok = given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
+            assert!(ok);
+            Json(json!({"message": "This is protected data", "id": BARE_ID}))
+        }),
+    );
+    let service = ApiKeyService::builder(InMemoryRepository::new())
+        .pepper(Pepper::new("bench-pepper").unwrap())
+        .build()
+        .unwrap();
+    let key = rt.block_on(async {
+        let (_, key) = service
+            .create(NewApiKey::named("bench").with_scopes(["write"]))
+            .await
+            .unwrap();
+        key.expose().to_owned()
+    });
+    let protected = Router::new()
+        .route(
+            "/protected",
+            get(|VerifiedKey(key): VerifiedKey| async move {
+                Json(json!({"message": "This is protected data", "id": key.id}))
+            }),
+        )
+        .route_layer(RequireScopes::new(service, ["write"]));
+    // Warm the cache (the first verify hashes with Argon2).
+    rt.block_on(async {
+        let r = protected.clone().oneshot(request(&key)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    });
+
+    let mut g = c.benchmark_group("request");
+    g.bench_function("bare", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(BARE_KEY),
+            |req| bare.clone().oneshot(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("keygate", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(&key),
+            |req| protected.clone().oneshot(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
