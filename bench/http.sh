@@ -28,10 +28,12 @@ if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
 
-WORK=target/bench-http
+# Cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+TARGET=${CARGO_TARGET_DIR:-target}
+WORK=$TARGET/bench-http
 rm -rf "$WORK" && mkdir -p "$WORK"
 cargo build --release --quiet --example bench_server
-BIN=target/release/examples/bench_server
+BIN=$TARGET/release/examples/bench_server
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -42,7 +44,9 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "server on port $1 did not start" >&2; exit 1
+  echo "server on port $1 did not start; its log:" >&2
+  cat "$WORK"/*.log >&2 || true
+  exit 1
 }
 
 start() { # name port env...
@@ -103,7 +107,7 @@ if [ "$FLOOD" = 1 ]; then
 fi
 
 if [ "$KEYSHIELD" = 1 ]; then
-  VENV=target/keyshield-venv
+  VENV=$TARGET/keyshield-venv
   if [ ! -f "$VENV/.installed" ]; then
     echo "installing keyshield from PyPI into $VENV" >&2
     python3 -m venv "$VENV"
