@@ -234,3 +234,61 @@ async fn python_argon2_parameters_verify_through_the_service() {
     let (_, key) = service.create(NewApiKey::named("py-params")).await.unwrap();
     assert!(service.verify::<&str>(key.expose(), &[]).await.is_ok());
 }
+
+mod never_by_accident {
+    //! Whatever is presented, only the exact key authenticates.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fixture() -> (tokio::runtime::Runtime, keygate::ApiKeyService, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let service = fast_service();
+        let key = rt.block_on(async {
+            let (_, key) = service.create(NewApiKey::named("k")).await.unwrap();
+            // Cached, so forgeries are also checked against the cache.
+            service.verify::<&str>(key.expose(), &[]).await.unwrap();
+            key.expose().to_owned()
+        });
+        (rt, service, key)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_strings_never_verify(raw in any::<String>()) {
+            let (rt, service, key) = fixture();
+            prop_assume!(raw != key);
+            prop_assert!(rt.block_on(service.verify::<&str>(&raw, &[])).is_err());
+        }
+
+        #[test]
+        fn the_real_key_id_with_any_other_secret_never_verifies(
+            secret in "[A-Za-z0-9]{1,80}",
+            padding in prop::sample::select(vec!["", " ", "\t", "\n"]),
+        ) {
+            let (rt, service, key) = fixture();
+            let head = &key[..key.rfind('-').unwrap() + 1];
+            let forged = format!("{padding}{head}{secret}{padding}");
+            prop_assume!(forged.trim() != key);
+            prop_assert!(rt.block_on(service.verify::<&str>(&forged, &[])).is_err());
+        }
+
+        #[test]
+        fn the_real_key_with_one_character_changed_never_verifies(
+            at in any::<prop::sample::Index>(),
+            with in any::<char>(),
+        ) {
+            let (rt, service, key) = fixture();
+            let mut chars: Vec<char> = key.chars().collect();
+            let i = at.index(chars.len());
+            prop_assume!(chars[i] != with);
+            chars[i] = with;
+            let forged: String = chars.into_iter().collect();
+            prop_assert!(rt.block_on(service.verify::<&str>(&forged, &[])).is_err());
+        }
+    }
+}
