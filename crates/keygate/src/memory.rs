@@ -102,7 +102,8 @@ impl Repository for InMemoryRepository {
         else {
             return Ok(false);
         };
-        if old_hash != key.key_hash && t.hashes.contains(&key.key_hash) {
+        let hash_changed = old_hash != key.key_hash;
+        if hash_changed && t.hashes.contains(&key.key_hash) {
             return Err(hash_conflict());
         }
         if old_key_id != key.key_id {
@@ -115,7 +116,7 @@ impl Repository for InMemoryRepository {
             t.by_key_id.remove(&old_key_id);
             t.by_key_id.insert(key.key_id.clone(), key.id.clone());
         }
-        if old_hash != key.key_hash {
+        if hash_changed {
             t.hashes.remove(&old_hash);
             t.hashes.insert(key.key_hash.clone());
         }
