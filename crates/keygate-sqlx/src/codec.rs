@@ -3,7 +3,7 @@
 //! UTC timestamps as text `YYYY-MM-DD HH:MM:SS.ffffff`.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use keygate::{truncate_micros, ScopeSet, StoreError};
+use keygate::{truncate_micros, Meta, ScopeSet, StoreError};
 
 /// The SQLite timestamp format. Always six fractional digits, so comparing
 /// the text compares the times.
@@ -30,6 +30,17 @@ pub(crate) fn scopes_from_json(text: &str) -> Result<ScopeSet, StoreError> {
     let list: Vec<String> = serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("scopes are not a JSON list of strings: {e}")))?;
     Ok(ScopeSet::from_stored(list))
+}
+
+/// Reads a stored JSON object (`meta`, an event's `changes`).
+pub(crate) fn object_from_json(text: &str) -> Result<Meta, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("not a JSON object: {e}")))
+}
+
+/// A JSON object as stored text.
+pub(crate) fn object_to_json(object: &Meta) -> String {
+    // Serializing a map of JSON values cannot fail.
+    serde_json::to_string(object).unwrap_or_default()
 }
 
 /// UTC time as naive text, the SQLite storage format.

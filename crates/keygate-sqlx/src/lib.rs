@@ -35,6 +35,7 @@ mod mysql;
 mod postgres;
 mod query;
 mod repository;
+mod schema;
 mod sqlite;
 
 use std::fmt;
@@ -131,6 +132,95 @@ impl Default for SqlOptions {
         }
     }
 }
+
+/// The storage traits for one backend's repository type, on its pool,
+/// through the statements of `query` in its dialect.
+macro_rules! store_impls {
+    ($repo:ty, $dialect:ty) => {
+        #[async_trait::async_trait]
+        impl keygate::KeyStore for $repo {
+            async fn get(&self, id: &str) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+                let columns = self.schema.columns::<$dialect>(&self.pool).await?;
+                crate::query::select_by::<$dialect>(&self.pool, columns, "id", id).await
+            }
+            async fn get_by_key_id(
+                &self,
+                key_id: &str,
+            ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+                let columns = self.schema.columns::<$dialect>(&self.pool).await?;
+                crate::query::select_by::<$dialect>(&self.pool, columns, "key_id", key_id).await
+            }
+            async fn insert(
+                &self,
+                key: &keygate::ApiKey,
+                audit: &keygate::Audit,
+            ) -> Result<(), keygate::StoreError> {
+                self.schema.writable::<$dialect>(&self.pool).await?;
+                crate::query::insert::<$dialect>(&self.pool, key, audit).await
+            }
+            async fn update(
+                &self,
+                id: &str,
+                change: &keygate::KeyChange,
+                audit: &keygate::Audit,
+            ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+                self.schema.writable::<$dialect>(&self.pool).await?;
+                crate::query::update::<$dialect>(&self.pool, id, change, audit).await
+            }
+            async fn delete(
+                &self,
+                id: &str,
+                audit: &keygate::Audit,
+            ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+                self.schema.writable::<$dialect>(&self.pool).await?;
+                crate::query::delete::<$dialect>(&self.pool, id, audit).await
+            }
+            async fn touch(
+                &self,
+                uses: &[(String, chrono::DateTime<chrono::Utc>)],
+            ) -> Result<(), keygate::StoreError> {
+                crate::query::touch::<$dialect>(&self.pool, uses).await
+            }
+            async fn ping(&self) -> Result<(), keygate::StoreError> {
+                crate::query::ping::<$dialect>(&self.pool).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl keygate::KeySearch for $repo {
+            async fn find(
+                &self,
+                filter: &keygate::ApiKeyFilter,
+            ) -> Result<Vec<keygate::ApiKey>, keygate::StoreError> {
+                let columns = self.schema.columns::<$dialect>(&self.pool).await?;
+                crate::query::find::<$dialect>(&self.pool, columns, filter).await
+            }
+            async fn count(
+                &self,
+                filter: &keygate::ApiKeyFilter,
+            ) -> Result<u64, keygate::StoreError> {
+                crate::query::count::<$dialect>(&self.pool, filter).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl keygate::AuditLog for $repo {
+            async fn events(
+                &self,
+                filter: &keygate::EventFilter,
+            ) -> Result<Vec<keygate::AuditEvent>, keygate::StoreError> {
+                crate::query::events::<$dialect>(&self.pool, filter).await
+            }
+            async fn count_events(
+                &self,
+                filter: &keygate::EventFilter,
+            ) -> Result<u64, keygate::StoreError> {
+                crate::query::count_events::<$dialect>(&self.pool, filter).await
+            }
+        }
+    };
+}
+pub(crate) use store_impls;
 
 pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     match e {

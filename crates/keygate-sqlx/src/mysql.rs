@@ -2,16 +2,16 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
+use keygate::{ApiKey, AuditEvent, OrderBy, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, Row};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_to_json};
+use crate::codec::{clamp_i64, list_to_json, object_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
+use crate::schema::Schema;
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
@@ -20,12 +20,16 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 #[derive(Debug, Clone)]
 pub struct MySqlRepository {
     pool: MySqlPool,
+    schema: Schema,
 }
 
 impl MySqlRepository {
     /// Wraps an existing pool.
     pub fn from_pool(pool: MySqlPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            schema: Schema::default(),
+        }
     }
 
     /// Connects to `mysql://…` or `mariadb://…`.
@@ -46,7 +50,10 @@ impl MySqlRepository {
             .connect_with(connect)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            schema: Schema::default(),
+        })
     }
 
     /// The underlying pool.
@@ -56,7 +63,12 @@ impl MySqlRepository {
 
     /// Runs the embedded MySQL migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(crate::migrate_error)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(crate::migrate_error)?;
+        self.schema.migrated();
+        Ok(())
     }
 
     /// Closes the pool; later calls fail with [`StoreError::Unavailable`].
@@ -72,14 +84,29 @@ impl Dialect for MySqlDialect {
 
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, key_secret_first, \
-        key_secret_last";
+        key_secret_last, owner_id, CAST(meta AS CHAR) AS meta, previous_key_hash, \
+        previous_secret_expires_at";
+    const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
+        last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, key_secret_first, \
+        key_secret_last, NULL AS owner_id, NULL AS meta, NULL AS previous_key_hash, \
+        NULL AS previous_secret_expires_at";
+    const SCHEMA_PROBE: &'static str = "SELECT COUNT(*), \
+        CAST(COALESCE(SUM(column_name = 'owner_id'), 0) AS SIGNED) \
+        FROM information_schema.columns \
+        WHERE table_schema = DATABASE() AND table_name = 'api_keys'";
+    const EVENT_COLUMNS: &'static str =
+        "id, at, action, key_id, entity_id, actor, CAST(changes AS CHAR) AS changes";
 
     fn decode(row: &MySqlRow) -> Result<ApiKey, StoreError> {
-        query::decode_row(row, |row, c| {
-            row.try_get::<Option<NaiveDateTime>, _>(c)
-                .map(|t| t.map(|n| n.and_utc()))
-                .map_err(store_error)
-        })
+        query::decode_row::<Self>(row)
+    }
+    fn decode_event(row: &MySqlRow) -> Result<AuditEvent, StoreError> {
+        query::decode_event::<Self>(row)
+    }
+    fn time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<NaiveDateTime>, _>(column)
+            .map(|t| t.map(|n| n.and_utc()))
+            .map_err(store_error)
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, MySql>, value: Value<'a>) {
         match value {
@@ -87,6 +114,7 @@ impl Dialect for MySqlDialect {
             Value::Bool(v) => qb.push_bind(v),
             Value::Time(v) => qb.push_bind(v.map(|t| t.naive_utc())),
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)),
+            Value::Object(v) => qb.push_bind(v.map(object_to_json)),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, MySql>, scopes: &[String]) {
@@ -115,11 +143,17 @@ impl Dialect for MySqlDialect {
         qb.push_bind(pattern);
         qb.push(" AS BINARY) ESCAPE '!'");
     }
-    fn name_eq(qb: &mut SqlBuilder<'_, MySql>, name: String) {
-        // Binary comparison: case- and trailing-space-sensitive.
-        qb.push("CAST(name AS BINARY) = CAST(");
-        qb.push_bind(name);
-        qb.push(" AS BINARY)");
+    fn text_eq(qb: &mut SqlBuilder<'_, MySql>, column: &'static str, value: String) {
+        // The collation's comparison first (it can use the column's index,
+        // and finds a superset: case and trailing spaces ignored), then the
+        // binary one: case- and trailing-space-sensitive.
+        qb.push("(").push(column).push(" = ");
+        qb.push_bind(value.clone());
+        qb.push(" AND CAST(")
+            .push(column)
+            .push(" AS BINARY) = CAST(");
+        qb.push_bind(value);
+        qb.push(" AS BINARY))");
     }
     fn order_expr(column: OrderBy) -> &'static str {
         match column {
@@ -137,65 +171,4 @@ impl Dialect for MySqlDialect {
     }
 }
 
-#[async_trait]
-impl Repository for MySqlRepository {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        query::insert::<MySqlDialect>(&self.pool, key).await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<MySqlDialect>(&self.pool, "id", id).await
-    }
-
-    async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<MySqlDialect>(&self.pool, "key_id", key_id).await
-    }
-
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
-        // sqlx connects with CLIENT_FOUND_ROWS: rows_affected counts matched
-        // rows, so an update that changes nothing still reports the row.
-        let done = query::update::<MySqlDialect>(&self.pool, key).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        // MySQL has no DELETE … RETURNING: lock, read, delete, commit.
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let sql = format!(
-            "SELECT {} FROM api_keys WHERE id = ? FOR UPDATE",
-            MySqlDialect::COLUMNS
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let key = MySqlDialect::decode(&row)?;
-        sqlx::query("DELETE FROM api_keys WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(Some(key))
-    }
-
-    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        query::find::<MySqlDialect>(&self.pool, filter).await
-    }
-
-    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        query::count::<MySqlDialect>(&self.pool, filter).await
-    }
-
-    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-        query::touch::<MySqlDialect>(&self.pool, uses).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        query::ping::<MySqlDialect>(&self.pool).await
-    }
-}
+crate::store_impls!(MySqlRepository, MySqlDialect);

@@ -3,16 +3,16 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
+use keygate::{ApiKey, AuditEvent, OrderBy, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_to_json};
+use crate::codec::{clamp_i64, list_to_json, object_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
+use crate::schema::Schema;
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -22,13 +22,17 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 #[derive(Debug, Clone)]
 pub struct PostgresRepository {
     pool: PgPool,
+    schema: Schema,
 }
 
 impl PostgresRepository {
     /// Wraps an existing pool (e.g. one whose `after_connect` sets a
     /// `search_path`).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            schema: Schema::default(),
+        }
     }
 
     /// Connects to `postgres://…` or `postgresql://…`.
@@ -42,7 +46,10 @@ impl PostgresRepository {
             .connect_with(connect)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            schema: Schema::default(),
+        })
     }
 
     /// The underlying pool.
@@ -53,7 +60,12 @@ impl PostgresRepository {
     /// Runs the embedded PostgreSQL migrations (in the first schema of the
     /// connection's `search_path`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(crate::migrate_error)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(crate::migrate_error)?;
+        self.schema.migrated();
+        Ok(())
     }
 
     /// Closes the pool; later calls fail with [`StoreError::Unavailable`].
@@ -69,10 +81,27 @@ impl Dialect for PgDialect {
 
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, scopes::text AS scopes, key_hash, key_secret_first, \
-        key_secret_last";
+        key_secret_last, owner_id, meta::text AS meta, previous_key_hash, \
+        previous_secret_expires_at";
+    const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
+        last_used_at, expires_at, scopes::text AS scopes, key_hash, key_secret_first, \
+        key_secret_last, NULL::text AS owner_id, NULL::text AS meta, \
+        NULL::text AS previous_key_hash, NULL::timestamptz AS previous_secret_expires_at";
+    const SCHEMA_PROBE: &'static str =
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE column_name = 'owner_id') \
+        FROM information_schema.columns \
+        WHERE table_schema = current_schema() AND table_name = 'api_keys'";
+    const EVENT_COLUMNS: &'static str =
+        "id, at, action, key_id, entity_id, actor, changes::text AS changes";
 
     fn decode(row: &PgRow) -> Result<ApiKey, StoreError> {
-        query::decode_row(row, time)
+        query::decode_row::<Self>(row)
+    }
+    fn decode_event(row: &PgRow) -> Result<AuditEvent, StoreError> {
+        query::decode_event::<Self>(row)
+    }
+    fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        time(row, column)
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Postgres>, value: Value<'a>) {
         match value {
@@ -81,6 +110,7 @@ impl Dialect for PgDialect {
             Value::Time(v) => qb.push_bind(v),
             // The column is `json`, which a text parameter does not convert to.
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)).push("::json"),
+            Value::Object(v) => qb.push_bind(v.map(object_to_json)).push("::jsonb"),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, Postgres>, scopes: &[String]) {
@@ -98,9 +128,9 @@ impl Dialect for PgDialect {
         qb.push_bind(pattern);
         qb.push(" ESCAPE '!'");
     }
-    fn name_eq(qb: &mut SqlBuilder<'_, Postgres>, name: String) {
-        qb.push("name = ");
-        qb.push_bind(name);
+    fn text_eq(qb: &mut SqlBuilder<'_, Postgres>, column: &'static str, value: String) {
+        qb.push(column).push(" = ");
+        qb.push_bind(value);
     }
     fn order_expr(column: OrderBy) -> &'static str {
         match column {
@@ -138,42 +168,4 @@ fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> 
     }
 }
 
-#[async_trait]
-impl Repository for PostgresRepository {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        query::insert::<PgDialect>(&self.pool, key).await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<PgDialect>(&self.pool, "id", id).await
-    }
-
-    async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<PgDialect>(&self.pool, "key_id", key_id).await
-    }
-
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
-        let done = query::update::<PgDialect>(&self.pool, key).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::delete_returning::<PgDialect>(&self.pool, id).await
-    }
-
-    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        query::find::<PgDialect>(&self.pool, filter).await
-    }
-
-    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        query::count::<PgDialect>(&self.pool, filter).await
-    }
-
-    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-        query::touch::<PgDialect>(&self.pool, uses).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        query::ping::<PgDialect>(&self.pool).await
-    }
-}
+crate::store_impls!(PostgresRepository, PgDialect);

@@ -7,27 +7,25 @@
 //! ties broken by id in the same direction, names compared by bytes.
 
 use chrono::{DateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, OrderBy, ScopeSet, StoreError};
+use keygate::{
+    ApiKey, ApiKeyFilter, Audit, AuditEvent, EventFilter, KeyChange, Meta, OrderBy, ScopeSet,
+    StoreError,
+};
 use sqlx::error::BoxDynError;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Row,
     Type,
 };
 
-use crate::codec::{like_pattern, scopes_from_json, sorted_uses};
+use crate::codec::{like_pattern, object_from_json, scopes_from_json, sorted_uses};
 use crate::error::{store_error, write_error};
 
-/// Reads a row of `Dialect::COLUMNS` into an [`ApiKey`]. Only times are
-/// stored differently per backend, so the backend passes how to read one.
-pub(crate) fn decode_row<R>(
-    row: &R,
-    time: impl Fn(&R, &str) -> Result<Option<DateTime<Utc>>, StoreError>,
-) -> Result<ApiKey, StoreError>
+/// Reads a row of `Dialect::COLUMNS` into an [`ApiKey`].
+pub(crate) fn decode_row<D: Dialect>(row: &<D::DB as Database>::Row) -> Result<ApiKey, StoreError>
 where
-    R: Row,
-    for<'c> &'c str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> bool: Decode<'r, D::DB> + Type<D::DB>,
 {
     let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
     let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
@@ -37,14 +35,44 @@ where
         name: opt_text("name")?,
         description: opt_text("description")?,
         is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-        created_at: time(row, "created_at")?
+        created_at: D::time(row, "created_at")?
             .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
-        last_used_at: time(row, "last_used_at")?,
-        expires_at: time(row, "expires_at")?,
+        last_used_at: D::time(row, "last_used_at")?,
+        expires_at: D::time(row, "expires_at")?,
         scopes: scopes_from_json(&text("scopes")?)?,
+        owner_id: opt_text("owner_id")?,
+        meta: opt_text("meta")?
+            .as_deref()
+            .map(object_from_json)
+            .transpose()?,
+        previous_secret_expires_at: D::time(row, "previous_secret_expires_at")?,
+        previous_key_hash: opt_text("previous_key_hash")?,
         key_hash: text("key_hash")?,
         key_secret_first: text("key_secret_first")?,
         key_secret_last: text("key_secret_last")?,
+    })
+}
+
+/// Reads a row of `Dialect::EVENT_COLUMNS` into an [`AuditEvent`].
+pub(crate) fn decode_event<D: Dialect>(
+    row: &<D::DB as Database>::Row,
+) -> Result<AuditEvent, StoreError>
+where
+    for<'c> &'c str: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+{
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
+    let action = text("action")?;
+    Ok(AuditEvent {
+        id: text("id")?,
+        at: D::time(row, "at")?.ok_or_else(|| StoreError::Corrupt("event time is NULL".into()))?,
+        action: action
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown audit action {action:?}")))?,
+        key_id: text("key_id")?,
+        entity_id: text("entity_id")?,
+        actor: text("actor")?,
+        changes: object_from_json(&text("changes")?)?,
     })
 }
 
@@ -101,7 +129,7 @@ impl<'a, DB: Database> SqlBuilder<'a, DB> {
 }
 
 /// A value bound to a placeholder; the [`Dialect`] chooses its stored type.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Value<'a> {
     /// Text, NULL for `None`.
     Text(Option<&'a str>),
@@ -111,6 +139,8 @@ pub(crate) enum Value<'a> {
     Time(Option<DateTime<Utc>>),
     /// A scope list, stored as JSON.
     Scopes(&'a ScopeSet),
+    /// A JSON object (`meta`, an event's `changes`), NULL for `None`.
+    Object(Option<&'a Meta>),
 }
 
 /// What differs between the SQL dialects.
@@ -120,11 +150,34 @@ pub(crate) trait Dialect {
     /// repeating it.
     type DB: for<'q> Database<Arguments<'q>: IntoArguments<'q, Self::DB>>;
 
-    /// The select list that [`Dialect::decode`] reads.
+    /// The select list that [`decode_row`] reads.
     const COLUMNS: &'static str;
+    /// [`Dialect::COLUMNS`] for a table the Python library wrote and
+    /// keygate has not migrated yet: its columns, and NULL for keygate's.
+    const LEGACY_COLUMNS: &'static str;
+    /// Two counts: the columns of `api_keys`, and those of them named
+    /// `owner_id` (0 on a table keygate has not migrated).
+    const SCHEMA_PROBE: &'static str;
+    /// The select list that [`decode_event`] reads.
+    const EVENT_COLUMNS: &'static str;
+    /// How a transaction that will write starts. SQLite takes the write
+    /// lock at once (`BEGIN IMMEDIATE`): a deferred transaction that reads
+    /// and then writes could fail when another writer got in between.
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Appended to the SELECT that reads the row a change applies to, to
+    /// lock it until the transaction ends (` FOR UPDATE`; SQLite needs none,
+    /// its write lock covers the database).
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
-    /// Reads a row selected with [`Dialect::COLUMNS`].
+    /// Reads a row selected with [`Dialect::COLUMNS`] (with [`decode_row`]).
     fn decode(row: &<Self::DB as Database>::Row) -> Result<ApiKey, StoreError>;
+    /// Reads a row selected with [`Dialect::EVENT_COLUMNS`] (with [`decode_event`]).
+    fn decode_event(row: &<Self::DB as Database>::Row) -> Result<AuditEvent, StoreError>;
+    /// Reads a time column (each backend stores times its own way).
+    fn time(
+        row: &<Self::DB as Database>::Row,
+        column: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Pushes a placeholder bound to a value, in the stored representation.
     fn bind<'a>(qb: &mut SqlBuilder<'a, Self::DB>, value: Value<'a>);
     /// Pushes a condition: the row holds every scope of a non-empty list.
@@ -133,8 +186,8 @@ pub(crate) trait Dialect {
     fn scopes_any(qb: &mut SqlBuilder<'_, Self::DB>, scopes: &[String]);
     /// Pushes a condition: the lowercased name is `LIKE pattern ESCAPE '!'`.
     fn name_like(qb: &mut SqlBuilder<'_, Self::DB>, pattern: String);
-    /// Pushes a condition: the name equals `name` byte for byte.
-    fn name_eq(qb: &mut SqlBuilder<'_, Self::DB>, name: String);
+    /// Pushes a condition: text `column` equals `value` byte for byte.
+    fn text_eq(qb: &mut SqlBuilder<'_, Self::DB>, column: &'static str, value: String);
     /// The expression to sort by for a column (byte order for text).
     fn order_expr(column: OrderBy) -> &'static str;
     /// Explicit NULL placement, for backends whose default is not "NULL is
@@ -146,38 +199,63 @@ pub(crate) trait Dialect {
     fn page(qb: &mut SqlBuilder<'_, Self::DB>, limit: Option<u64>, offset: u64);
 }
 
-/// The columns INSERT and UPDATE write alike, with the key's values: all
-/// but `id` (which UPDATE matches on) and `last_used_at` (which UPDATE
-/// never moves backwards).
-fn plain_columns(key: &ApiKey) -> [(&'static str, Value<'_>); 10] {
+/// Every column of a key but `id`, with the key's values.
+fn columns(key: &ApiKey) -> [(&'static str, Value<'_>); 15] {
     [
         ("name", Value::Text(key.name.as_deref())),
         ("description", Value::Text(key.description.as_deref())),
         ("is_active", Value::Bool(key.is_active)),
         ("expires_at", Value::Time(key.expires_at)),
         ("created_at", Value::Time(Some(key.created_at))),
+        ("last_used_at", Value::Time(key.last_used_at)),
         ("key_id", Value::Text(Some(&key.key_id))),
         ("key_hash", Value::Text(Some(&key.key_hash))),
         ("key_secret_first", Value::Text(Some(&key.key_secret_first))),
         ("key_secret_last", Value::Text(Some(&key.key_secret_last))),
         ("scopes", Value::Scopes(&key.scopes)),
+        ("owner_id", Value::Text(key.owner_id.as_deref())),
+        ("meta", Value::Object(key.meta.as_ref())),
+        (
+            "previous_key_hash",
+            Value::Text(key.previous_key_hash.as_deref()),
+        ),
+        (
+            "previous_secret_expires_at",
+            Value::Time(key.previous_secret_expires_at),
+        ),
     ]
 }
 
-/// Inserts a whole row; a taken id, key id or hash is a conflict.
-pub(crate) async fn insert<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
+/// The columns whose values differ between `old` and `new`, with the new
+/// values: what an UPDATE writes (and nothing else).
+fn changed_columns<'a>(old: &ApiKey, new: &'a ApiKey) -> Vec<(&'static str, Value<'a>)> {
+    let before = columns(old);
+    columns(new)
+        .into_iter()
+        .zip(before)
+        .filter(|((_, after), (_, before))| after != before)
+        .map(|(changed, _)| changed)
+        .collect()
+}
+
+/// Inserts a whole row and its `create` event, in one transaction; a taken
+/// id, key id or hash is a conflict and stores neither.
+pub(crate) async fn insert<D: Dialect>(
+    pool: &Pool<D::DB>,
     key: &ApiKey,
-) -> Result<(), StoreError> {
-    let columns = plain_columns(key);
-    let mut qb = SqlBuilder::new("INSERT INTO api_keys (id, last_used_at");
+    audit: &Audit,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+{
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    let mut qb = SqlBuilder::new("INSERT INTO api_keys (id");
+    let columns = columns(key);
     for (column, _) in &columns {
         qb.push(", ").push(column);
     }
     qb.push(") VALUES (");
     D::bind(&mut qb, Value::Text(Some(&key.id)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Time(key.last_used_at));
     for (_, value) in columns {
         qb.push(", ");
         D::bind(&mut qb, value);
@@ -185,66 +263,198 @@ pub(crate) async fn insert<'c, D: Dialect>(
     qb.push(")");
     let (sql, args) = qb.into_parts()?;
     sqlx::query_with(&sql, args)
-        .execute(db)
+        .execute(&mut *tx)
         .await
         .map_err(|e| write_error(e, &key.key_id))?;
-    Ok(())
+    if let Some(event) = audit.event(None, Some(key)) {
+        insert_event::<D>(&mut *tx, &event).await?;
+    }
+    tx.commit().await.map_err(store_error)
 }
 
-/// Rewrites the row `key.id`, except that `last_used_at` only moves
-/// forward: a use recorded by `touch` after `key` was read must survive.
-/// Returns the driver's result, whose `rows_affected` tells whether the row
-/// exists (sqlx has no trait for it).
-pub(crate) async fn update<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    key: &ApiKey,
-) -> Result<<D::DB as Database>::QueryResult, StoreError> {
-    // last_used_at first: MySQL evaluates SET left to right, and only this
-    // assignment reads a column.
-    let mut qb = SqlBuilder::new(
-        "UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ",
-    );
-    D::bind(&mut qb, Value::Time(key.last_used_at));
-    qb.push(" THEN ");
-    D::bind(&mut qb, Value::Time(key.last_used_at));
-    qb.push(" ELSE last_used_at END");
-    for (column, value) in plain_columns(key) {
-        qb.push(", ").push(column).push(" = ");
-        D::bind(&mut qb, value);
+/// Applies `change` to the row `id` as stored: the row is read and locked
+/// inside the transaction, only the columns that differ are written, and
+/// the event goes in with them. `None` when there is no such row.
+pub(crate) async fn update<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    change: &KeyChange,
+    audit: &Audit,
+) -> Result<Option<ApiKey>, StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+{
+    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    let Some(old) = select_locked::<D>(&mut *tx, id).await? else {
+        return Ok(None);
+    };
+    let new = change.apply_to(&old);
+    let changed = changed_columns(&old, &new);
+    if !changed.is_empty() {
+        let mut qb = SqlBuilder::new("UPDATE api_keys SET ");
+        for (i, (column, value)) in changed.into_iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
+            }
+            qb.push(column).push(" = ");
+            D::bind(&mut qb, value);
+        }
+        qb.push(" WHERE id = ");
+        D::bind(&mut qb, Value::Text(Some(id)));
+        let (sql, args) = qb.into_parts()?;
+        sqlx::query_with(&sql, args)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(e, &new.key_id))?;
     }
-    qb.push(" WHERE id = ");
-    D::bind(&mut qb, Value::Text(Some(&key.id)));
+    if let Some(event) = audit.event(Some(&old), Some(&new)) {
+        insert_event::<D>(&mut *tx, &event).await?;
+    }
+    tx.commit().await.map_err(store_error)?;
+    Ok(Some(new))
+}
+
+/// Deletes the row `id` and appends its `delete` event, in one
+/// transaction; returns the row as it was.
+pub(crate) async fn delete<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    audit: &Audit,
+) -> Result<Option<ApiKey>, StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+{
+    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    let Some(old) = select_locked::<D>(&mut *tx, id).await? else {
+        return Ok(None);
+    };
+    let mut qb = SqlBuilder::new("DELETE FROM api_keys WHERE id = ");
+    D::bind(&mut qb, Value::Text(Some(id)));
+    let (sql, args) = qb.into_parts()?;
+    sqlx::query_with(&sql, args)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    if let Some(event) = audit.event(Some(&old), None) {
+        insert_event::<D>(&mut *tx, &event).await?;
+    }
+    tx.commit().await.map_err(store_error)?;
+    Ok(Some(old))
+}
+
+/// The row `id`, locked until the transaction ends.
+async fn select_locked<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    id: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_keys WHERE id = ", D::COLUMNS));
+    D::bind(&mut qb, Value::Text(Some(id)));
+    qb.push(D::FOR_UPDATE);
+    let (sql, args) = qb.into_parts()?;
+    fetch_key::<D>(db, &sql, args).await
+}
+
+/// Appends one audit event.
+async fn insert_event<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut qb = SqlBuilder::new(
+        "INSERT INTO api_key_events (id, at, action, key_id, entity_id, actor, changes) VALUES (",
+    );
+    D::bind(&mut qb, Value::Text(Some(&event.id)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Time(Some(event.at)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Text(Some(event.action.as_str())));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Text(Some(&event.key_id)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Text(Some(&event.entity_id)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Text(Some(&event.actor)));
+    qb.push(", ");
+    D::bind(&mut qb, Value::Object(Some(&event.changes)));
+    qb.push(")");
     let (sql, args) = qb.into_parts()?;
     sqlx::query_with(&sql, args)
         .execute(db)
         .await
-        .map_err(|e| write_error(e, &key.key_id))
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// One page of the events matching a filter, in its order.
+pub(crate) async fn events<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    filter: &EventFilter,
+) -> Result<Vec<AuditEvent>, StoreError> {
+    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_key_events", D::EVENT_COLUMNS));
+    push_event_where::<D>(&mut qb, filter);
+    let dir = if filter.newest_first { " DESC" } else { " ASC" };
+    qb.push(" ORDER BY at").push(dir).push(", id").push(dir);
+    D::page(&mut qb, filter.limit, filter.offset);
+    let (sql, args) = qb.into_parts()?;
+    let rows = sqlx::query_with(&sql, args)
+        .fetch_all(db)
+        .await
+        .map_err(store_error)?;
+    rows.iter().map(D::decode_event).collect()
+}
+
+/// How many events match a filter, paging aside.
+pub(crate) async fn count_events<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    filter: &EventFilter,
+) -> Result<u64, StoreError>
+where
+    (i64,): for<'r> FromRow<'r, <D::DB as Database>::Row>,
+{
+    let mut qb = SqlBuilder::new("SELECT COUNT(*) FROM api_key_events");
+    push_event_where::<D>(&mut qb, filter);
+    let (sql, args) = qb.into_parts()?;
+    let n: i64 = sqlx::query_scalar_with(&sql, args)
+        .fetch_one(db)
+        .await
+        .map_err(store_error)?;
+    Ok(n.max(0) as u64)
+}
+
+fn push_event_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &EventFilter) {
+    let mut first = true;
+    let mut next = |qb: &mut SqlBuilder<'_, D::DB>| {
+        qb.push(if first { " WHERE " } else { " AND " });
+        first = false;
+    };
+    if let Some(id) = &f.entity_id {
+        next(qb);
+        D::text_eq(qb, "entity_id", id.clone());
+    }
+    if let Some(action) = f.action {
+        next(qb);
+        qb.push("action = ");
+        D::bind(qb, Value::Text(Some(action.as_str())));
+    }
+    if let Some(actor) = &f.actor {
+        next(qb);
+        D::text_eq(qb, "actor", actor.clone());
+    }
+    if let Some(since) = f.since {
+        next(qb);
+        qb.push("at >= ");
+        D::bind(qb, Value::Time(Some(since)));
+    }
 }
 
 /// The row whose unique `column` (`id` or `key_id`) equals `value`.
 pub(crate) async fn select_by<'c, D: Dialect>(
     db: impl Executor<'c, Database = D::DB>,
+    columns: &str,
     column: &str,
     value: &str,
 ) -> Result<Option<ApiKey>, StoreError> {
-    let mut qb = SqlBuilder::new(format!(
-        "SELECT {} FROM api_keys WHERE {column} = ",
-        D::COLUMNS
-    ));
+    let mut qb = SqlBuilder::new(format!("SELECT {columns} FROM api_keys WHERE {column} = "));
     D::bind(&mut qb, Value::Text(Some(value)));
-    let (sql, args) = qb.into_parts()?;
-    fetch_key::<D>(db, &sql, args).await
-}
-
-/// Deletes the row `id` and returns it, in one `DELETE … RETURNING`
-/// (SQLite and PostgreSQL; MySQL has no such statement).
-pub(crate) async fn delete_returning<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    id: &str,
-) -> Result<Option<ApiKey>, StoreError> {
-    let mut qb = SqlBuilder::new("DELETE FROM api_keys WHERE id = ");
-    D::bind(&mut qb, Value::Text(Some(id)));
-    qb.push(" RETURNING ").push(D::COLUMNS);
     let (sql, args) = qb.into_parts()?;
     fetch_key::<D>(db, &sql, args).await
 }
@@ -265,9 +475,10 @@ async fn fetch_key<'c, 'q, D: Dialect>(
 /// One page of the rows matching a filter, in its order.
 pub(crate) async fn find<'c, D: Dialect>(
     db: impl Executor<'c, Database = D::DB>,
+    columns: &str,
     filter: &ApiKeyFilter,
 ) -> Result<Vec<ApiKey>, StoreError> {
-    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_keys", D::COLUMNS));
+    let mut qb = SqlBuilder::new(format!("SELECT {columns} FROM api_keys"));
     push_where::<D>(&mut qb, filter);
     push_order_and_page::<D>(&mut qb, filter);
     let (sql, args) = qb.into_parts()?;
@@ -387,7 +598,15 @@ pub(crate) fn push_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &ApiKeyF
     }
     if let Some(exact) = &f.name_exact {
         next(qb);
-        D::name_eq(qb, exact.clone());
+        D::text_eq(qb, "name", exact.clone());
+    }
+    if let Some(owner) = &f.owner_id {
+        next(qb);
+        D::text_eq(qb, "owner_id", owner.clone());
+    }
+    if let Some(key_id) = &f.key_id {
+        next(qb);
+        D::text_eq(qb, "key_id", key_id.clone());
     }
 }
 

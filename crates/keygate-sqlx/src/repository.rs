@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, Repository, StoreError};
+use keygate::{
+    ApiKey, ApiKeyFilter, Audit, AuditEvent, AuditLog, EventFilter, KeyChange, KeySearch, KeyStore,
+    StoreError,
+};
 
 use crate::{Backend, MySqlRepository, PostgresRepository, SqlOptions, SqliteRepository};
 
@@ -11,7 +14,7 @@ use crate::{Backend, MySqlRepository, PostgresRepository, SqlOptions, SqliteRepo
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use keygate::{Repository, StoreError};
+/// use keygate::{KeyStore, StoreError};
 /// use keygate_sqlx::SqlRepository;
 /// let repo = SqlRepository::connect("sqlite::memory:").await.unwrap();
 /// repo.migrate().await.unwrap();
@@ -141,11 +144,7 @@ impl From<MySqlRepository> for SqlRepository {
 }
 
 #[async_trait]
-impl Repository for SqlRepository {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        dispatch!(self, r => r.insert(key).await)
-    }
-
+impl KeyStore for SqlRepository {
     async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
         dispatch!(self, r => r.get(id).await)
     }
@@ -154,20 +153,21 @@ impl Repository for SqlRepository {
         dispatch!(self, r => r.get_by_key_id(key_id).await)
     }
 
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
-        dispatch!(self, r => r.update(key).await)
+    async fn insert(&self, key: &ApiKey, audit: &Audit) -> Result<(), StoreError> {
+        dispatch!(self, r => r.insert(key, audit).await)
     }
 
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        dispatch!(self, r => r.delete(id).await)
+    async fn update(
+        &self,
+        id: &str,
+        change: &KeyChange,
+        audit: &Audit,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, r => r.update(id, change, audit).await)
     }
 
-    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        dispatch!(self, r => r.find(filter).await)
-    }
-
-    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        dispatch!(self, r => r.count(filter).await)
+    async fn delete(&self, id: &str, audit: &Audit) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, r => r.delete(id, audit).await)
     }
 
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
@@ -176,5 +176,27 @@ impl Repository for SqlRepository {
 
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, r => r.ping().await)
+    }
+}
+
+#[async_trait]
+impl KeySearch for SqlRepository {
+    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
+        dispatch!(self, r => r.find(filter).await)
+    }
+
+    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.count(filter).await)
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqlRepository {
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        dispatch!(self, r => r.events(filter).await)
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.count_events(filter).await)
     }
 }

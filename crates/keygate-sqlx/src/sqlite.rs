@@ -3,9 +3,8 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keygate::{is_valid_scope, ApiKey, ApiKeyFilter, OrderBy, Repository, StoreError};
+use keygate::{is_valid_scope, ApiKey, AuditEvent, OrderBy, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -13,9 +12,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite};
 
-use crate::codec::{clamp_i64, list_to_json, scopes_to_json, time_from_text, time_to_text};
+use crate::codec::{
+    clamp_i64, list_to_json, object_to_json, scopes_to_json, time_from_text, time_to_text,
+};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
+use crate::schema::Schema;
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -24,7 +26,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use keygate::{ApiKeyFilter, Repository};
+/// use keygate::{ApiKeyFilter, KeySearch};
 /// use keygate_sqlx::SqliteRepository;
 /// let repo = SqliteRepository::connect("sqlite::memory:", Default::default()).await.unwrap();
 /// repo.migrate().await.unwrap();
@@ -34,6 +36,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteRepository {
     pool: SqlitePool,
+    schema: Schema,
 }
 
 impl SqliteRepository {
@@ -41,7 +44,10 @@ impl SqliteRepository {
     /// an in-memory database needs a single connection (or a shared cache)
     /// so every connection sees the same data.
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            schema: Schema::default(),
+        }
     }
 
     /// Opens `sqlite://path` (the file is created if missing; WAL journal,
@@ -81,7 +87,10 @@ impl SqliteRepository {
             .connect_with(connect)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            schema: Schema::default(),
+        })
     }
 
     /// The underlying pool.
@@ -91,7 +100,12 @@ impl SqliteRepository {
 
     /// Runs the embedded SQLite migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(crate::migrate_error)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(crate::migrate_error)?;
+        self.schema.migrated();
+        Ok(())
     }
 
     /// Closes the pool; later calls fail with [`StoreError::Unavailable`].
@@ -106,16 +120,31 @@ impl Dialect for SqliteDialect {
     type DB = Sqlite;
 
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
-        last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last";
+        last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last, \
+        owner_id, meta, previous_key_hash, previous_secret_expires_at";
+    const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
+        last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last, \
+        NULL AS owner_id, NULL AS meta, NULL AS previous_key_hash, \
+        NULL AS previous_secret_expires_at";
+    const SCHEMA_PROBE: &'static str =
+        "SELECT COUNT(*), COUNT(CASE WHEN name = 'owner_id' THEN 1 END) \
+        FROM pragma_table_info('api_keys')";
+    const EVENT_COLUMNS: &'static str = "id, at, action, key_id, entity_id, actor, changes";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
 
     fn decode(row: &SqliteRow) -> Result<ApiKey, StoreError> {
-        query::decode_row(row, |row, c| {
-            row.try_get::<Option<String>, _>(c)
-                .map_err(store_error)?
-                .as_deref()
-                .map(time_from_text)
-                .transpose()
-        })
+        query::decode_row::<Self>(row)
+    }
+    fn decode_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+        query::decode_event::<Self>(row)
+    }
+    fn time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<String>, _>(column)
+            .map_err(store_error)?
+            .as_deref()
+            .map(time_from_text)
+            .transpose()
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Sqlite>, value: Value<'a>) {
         match value {
@@ -123,6 +152,7 @@ impl Dialect for SqliteDialect {
             Value::Bool(v) => qb.push_bind(v),
             Value::Time(v) => qb.push_bind(v.map(time_to_text)),
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)),
+            Value::Object(v) => qb.push_bind(v.map(object_to_json)),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, Sqlite>, scopes: &[String]) {
@@ -169,9 +199,9 @@ impl Dialect for SqliteDialect {
         qb.push_bind(pattern);
         qb.push(" ESCAPE '!'");
     }
-    fn name_eq(qb: &mut SqlBuilder<'_, Sqlite>, name: String) {
-        qb.push("name = ");
-        qb.push_bind(name);
+    fn text_eq(qb: &mut SqlBuilder<'_, Sqlite>, column: &'static str, value: String) {
+        qb.push(column).push(" = ");
+        qb.push_bind(value);
     }
     fn order_expr(column: OrderBy) -> &'static str {
         // BINARY collation: UTF-8 byte order, like Rust's `String` order.
@@ -185,42 +215,4 @@ impl Dialect for SqliteDialect {
     }
 }
 
-#[async_trait]
-impl Repository for SqliteRepository {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        query::insert::<SqliteDialect>(&self.pool, key).await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<SqliteDialect>(&self.pool, "id", id).await
-    }
-
-    async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::select_by::<SqliteDialect>(&self.pool, "key_id", key_id).await
-    }
-
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
-        let done = query::update::<SqliteDialect>(&self.pool, key).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        query::delete_returning::<SqliteDialect>(&self.pool, id).await
-    }
-
-    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        query::find::<SqliteDialect>(&self.pool, filter).await
-    }
-
-    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        query::count::<SqliteDialect>(&self.pool, filter).await
-    }
-
-    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-        query::touch::<SqliteDialect>(&self.pool, uses).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        query::ping::<SqliteDialect>(&self.pool).await
-    }
-}
+crate::store_impls!(SqliteRepository, SqliteDialect);

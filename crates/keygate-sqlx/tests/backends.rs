@@ -6,7 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keygate::{ApiKeyFilter, Error, NewApiKey, Repository, StoreError};
+use keygate::prelude::*;
+use keygate::testing::audit;
+use keygate::{ApiKeyFilter, AuditAction, Error, EventFilter, KeyChange, NewApiKey, StoreError};
 use keygate_sqlx::{Backend, SqlOptions, SqlRepository, SqliteRepository};
 use sqlx::Row;
 
@@ -106,9 +108,23 @@ async fn closed_store_is_unavailable_never_not_found() {
         |r: Result<(), StoreError>| assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     unavailable(repo.get(&entity.id).await.map(drop));
     unavailable(repo.get_by_key_id(&entity.key_id).await.map(drop));
-    unavailable(repo.insert(&entity).await);
-    unavailable(repo.update(&entity).await.map(drop));
-    unavailable(repo.delete(&entity.id).await.map(drop));
+    unavailable(repo.insert(&entity, &audit(AuditAction::Create)).await);
+    let change = KeyChange {
+        is_active: Some(false),
+        ..KeyChange::default()
+    };
+    unavailable(
+        repo.update(&entity.id, &change, &audit(AuditAction::Update))
+            .await
+            .map(drop),
+    );
+    unavailable(
+        repo.delete(&entity.id, &audit(AuditAction::Delete))
+            .await
+            .map(drop),
+    );
+    unavailable(repo.events(&EventFilter::default()).await.map(drop));
+    unavailable(repo.count_events(&EventFilter::default()).await.map(drop));
     unavailable(repo.find(&ApiKeyFilter::default()).await.map(drop));
     unavailable(repo.count(&ApiKeyFilter::default()).await.map(drop));
     unavailable(repo.touch(&[(entity.id.clone(), entity.created_at)]).await);
@@ -175,7 +191,9 @@ async fn undecodable_rows_are_corrupt() {
         .unwrap();
     repo.migrate().await.unwrap();
     sqlx::query(
-        "INSERT INTO api_keys VALUES ('bad', 'n', NULL, 1, NULL, '2025-01-01 00:00:00.000000', \
+        "INSERT INTO api_keys (id, name, description, is_active, expires_at, created_at, \
+         last_used_at, key_id, key_hash, key_secret_first, key_secret_last, scopes) \
+         VALUES ('bad', 'n', NULL, 1, NULL, '2025-01-01 00:00:00.000000', \
          NULL, '0123456789abcdef', 'h', 'abcd', 'wxyz', 'not json')",
     )
     .execute(repo.pool())
@@ -213,8 +231,14 @@ async fn postgres_schema_has_the_python_types() {
             .map(|(_, t)| t.as_str())
             .unwrap()
     };
-    assert_eq!(types.len(), 12);
+    // The Python library's 12 columns, then keygate's 4.
+    assert_eq!(types.len(), 16);
     assert_eq!(get("created_at"), "timestamp with time zone");
+    assert_eq!(get("meta"), "jsonb");
+    assert_eq!(
+        get("previous_secret_expires_at"),
+        "timestamp with time zone"
+    );
     assert_eq!(get("last_used_at"), "timestamp with time zone");
     assert_eq!(get("scopes"), "json");
     assert_eq!(get("is_active"), "boolean");
@@ -275,8 +299,10 @@ async fn mysql_schema_has_the_python_types() {
             .map(|(_, t)| t.as_str())
             .unwrap()
     };
-    assert_eq!(types.len(), 12);
+    // The Python library's 12 columns, then keygate's 4.
+    assert_eq!(types.len(), 16);
     assert_eq!(get("created_at"), "datetime(6)");
+    assert_eq!(get("previous_secret_expires_at"), "datetime(6)");
     assert_eq!(get("expires_at"), "datetime(6)");
     // MariaDB's JSON is an alias of LONGTEXT with a JSON_VALID check.
     assert!(matches!(get("scopes"), "json" | "longtext"), "{types:?}");

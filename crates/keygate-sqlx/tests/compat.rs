@@ -6,14 +6,15 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use keygate::{ApiKeyFilter, ApiKeyService, Error, KeyFormat, Pepper, Repository};
+use keygate::prelude::*;
+use keygate::{ApiKeyFilter, ApiKeyService, Error, KeyFormat, Pepper};
 use keygate_sqlx::{PostgresRepository, SqlRepository};
 use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/keyshield-2.0.1.sqlite3"
+    "/tests/fixtures/keyshield-2.0.1.sqlite3"
 );
 
 fn manifest() -> Value {
@@ -111,13 +112,8 @@ async fn sqlite_dump(path: &Path) -> Vec<String> {
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('api_keys')")
-        .fetch_all(&mut c)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
+    // The Python library's columns: keygate's migrations only add others.
+    let columns: Vec<&str> = FIXTURE_COLUMNS.split(", ").collect();
     let select = columns
         .iter()
         .map(|col| format!("quote({col})"))
@@ -130,11 +126,19 @@ async fn sqlite_dump(path: &Path) -> Vec<String> {
         .iter()
         .map(|r| r.get::<String, _>(0))
         .collect();
-    let ddl: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'api_keys'")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
-    dump.push(ddl);
+    // Their declared types, nullability and keys stay as the Python library made them.
+    let ddl: Vec<String> = sqlx::query(
+        "SELECT name || ' ' || type || ' ' || \"notnull\" || ' ' || pk \
+         FROM pragma_table_info('api_keys') ORDER BY cid",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .filter(|line| columns.contains(&line.split(' ').next().unwrap_or_default()))
+    .collect();
+    dump.extend(ddl);
     dump
 }
 
@@ -293,10 +297,12 @@ async fn python_written_postgres_table_reads_verifies_and_survives_migrate() {
     }
 
     let dump = || async {
-        sqlx::query_scalar::<_, String>("SELECT t::text FROM api_keys AS t ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT ROW({FIXTURE_COLUMNS})::text FROM api_keys ORDER BY id"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
     };
     let before = dump().await;
     assert_eq!(before.len(), 6);
@@ -310,4 +316,17 @@ async fn python_written_postgres_table_reads_verifies_and_survives_migrate() {
         pool.clone(),
     )))
     .await;
+}
+
+#[tokio::test]
+async fn changes_before_migrate_are_refused_with_the_fix() {
+    let (_dir, path) = fixture_copy();
+    let before = sqlite_dump(&path).await;
+    let service = fixture_service(open(&path).await);
+    let id = manifest()["keys"][0]["id"].as_str().unwrap().to_owned();
+    let refused = service.deactivate(&id).await.unwrap_err();
+    assert!(refused.to_string().contains("keygate migrate"), "{refused}");
+    // Reads and verification work on the unmigrated table.
+    assert_eq!(service.get(&id).await.unwrap().id, id);
+    assert_eq!(sqlite_dump(&path).await, before);
 }

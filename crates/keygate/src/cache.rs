@@ -63,14 +63,35 @@ impl Default for CacheConfig {
 struct Entry {
     digest: KeyDigest,
     entity: Arc<ApiKey>,
+    proof: Proof,
     fresh_until: Instant,
 }
 
-impl Cached {
-    /// The entity, fresh or not.
-    pub(crate) fn entity(&self) -> &ApiKey {
+/// Which of the entity's hashes the presented key was proven against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// `key_hash`: the current secret.
+    Current,
+    /// `previous_key_hash`: the secret a rotation replaced, valid only
+    /// until `previous_secret_expires_at`.
+    Previous,
+}
+
+impl Proof {
+    /// The hash of `key` this proof refers to.
+    pub(crate) fn hash_in(self, key: &ApiKey) -> Option<&str> {
         match self {
-            Self::Fresh(e) | Self::Stale(e) => e,
+            Self::Current => Some(&key.key_hash),
+            Self::Previous => key.previous_key_hash.as_deref(),
+        }
+    }
+}
+
+impl Cached {
+    /// The entity, fresh or not, and what the key was proven against.
+    pub(crate) fn parts(&self) -> (&ApiKey, Proof) {
+        match self {
+            Self::Fresh(e, p) | Self::Stale(e, p) => (e, *p),
         }
     }
 }
@@ -78,9 +99,10 @@ impl Cached {
 /// What the cache knows about a presented key.
 pub(crate) enum Cached {
     /// Use the entity as it is.
-    Fresh(Arc<ApiKey>),
-    /// This key was proven against the entity's `key_hash`; re-read the entity.
-    Stale(Arc<ApiKey>),
+    Fresh(Arc<ApiKey>, Proof),
+    /// This key was proven against one of the entity's hashes; re-read
+    /// the entity.
+    Stale(Arc<ApiKey>, Proof),
 }
 
 /// Verified keys by key id.
@@ -162,16 +184,17 @@ impl VerifyCache {
             return None;
         }
         Some(if Instant::now() < entry.fresh_until {
-            Cached::Fresh(entry.entity)
+            Cached::Fresh(entry.entity, entry.proof)
         } else {
-            Cached::Stale(entry.entity)
+            Cached::Stale(entry.entity, entry.proof)
         })
     }
 
-    pub(crate) fn insert(&self, digest: KeyDigest, entity: Arc<ApiKey>) {
+    pub(crate) fn insert(&self, digest: KeyDigest, entity: Arc<ApiKey>, proof: Proof) {
         let entry = Entry {
             digest,
             entity,
+            proof,
             fresh_until: Instant::now() + self.ttl,
         };
         self.entries.insert(entry.entity.key_id.clone(), entry);
@@ -184,6 +207,7 @@ impl VerifyCache {
                 let entry = Entry {
                     digest,
                     entity,
+                    proof: old.proof,
                     fresh_until: old.fresh_until,
                 };
                 self.entries.insert(entry.entity.key_id.clone(), entry);

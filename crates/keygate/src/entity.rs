@@ -13,12 +13,20 @@ use crate::scope::ScopeSet;
 pub const NAME_MAX: usize = 128;
 /// Longest accepted description, in characters.
 pub const DESCRIPTION_MAX: usize = 1024;
+/// Longest accepted owner id, in characters.
+pub const OWNER_ID_MAX: usize = 256;
+/// Largest accepted `meta`, in bytes of compact JSON.
+pub const META_MAX_BYTES: usize = 8 * 1024;
+
+/// The application's own data on a key: a JSON object (plan, tenant, region…).
+pub type Meta = serde_json::Map<String, serde_json::Value>;
 
 /// A stored API key. Holds only a hash of the secret.
 ///
 /// Serializes to the public JSON shape of the SPEC (`id, key_id, name,
-/// description, is_active, created_at, last_used_at, expires_at, scopes`):
-/// the hash and the secret's first/last characters are never serialized.
+/// description, is_active, created_at, last_used_at, expires_at, scopes,
+/// owner_id, meta, previous_secret_expires_at`): the hashes and the
+/// secret's first/last characters are never serialized.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// UUIDv4 as 32 lowercase hex characters, no dashes.
@@ -39,6 +47,19 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Granted scopes.
     pub scopes: ScopeSet,
+    /// The application's user, team or customer the key belongs to.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// The application's own data (a JSON object of at most 8 KiB).
+    #[serde(default)]
+    pub meta: Option<Meta>,
+    /// Until when the secret replaced by the last rotation still verifies.
+    /// Serialized as `null` once that time has passed.
+    #[serde(default, serialize_with = "grace_if_running")]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Hash of the secret replaced by the last rotation with a grace period.
+    #[serde(skip)]
+    pub previous_key_hash: Option<String>,
     /// Hash of the secret in a self-describing format.
     #[serde(skip)]
     pub key_hash: String,
@@ -62,6 +83,12 @@ impl fmt::Debug for ApiKey {
             .field("last_used_at", &self.last_used_at)
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes.as_slice())
+            .field("owner_id", &self.owner_id)
+            .field("meta", &self.meta)
+            .field(
+                "previous_secret_expires_at",
+                &self.previous_secret_expires_at,
+            )
             .field("key_hash", &"<redacted>")
             .finish_non_exhaustive()
     }
@@ -72,6 +99,21 @@ impl ApiKey {
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|e| e <= now)
     }
+
+    /// The hash of the previous secret while its grace period runs at `now`.
+    pub fn previous_hash_at(&self, now: DateTime<Utc>) -> Option<&str> {
+        match (&self.previous_key_hash, self.previous_secret_expires_at) {
+            (Some(hash), Some(until)) if now < until => Some(hash),
+            _ => None,
+        }
+    }
+}
+
+fn grace_if_running<S: serde::Serializer>(
+    until: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    until.filter(|t| *t > Utc::now()).serialize(s)
 }
 
 /// A fresh 32-hex-character UUIDv4 id.
@@ -108,6 +150,10 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Each must match `^[a-z][a-z0-9:_\-]*$`.
     pub scopes: Vec<String>,
+    /// Owner (1..=256 characters).
+    pub owner_id: Option<String>,
+    /// The application's data (a JSON object, at most 8 KiB).
+    pub meta: Option<Meta>,
     /// Explicit key id (16 lowercase hex); random when absent.
     pub key_id: Option<String>,
     /// Explicit secret; random when absent.
@@ -122,6 +168,8 @@ impl Default for NewApiKey {
             is_active: true,
             expires_at: None,
             scopes: Vec::new(),
+            owner_id: None,
+            meta: None,
             key_id: None,
             secret: None,
         }
@@ -149,6 +197,18 @@ impl NewApiKey {
         self
     }
 
+    /// Sets the owner.
+    pub fn owned_by(mut self, owner_id: impl Into<String>) -> Self {
+        self.owner_id = Some(owner_id.into());
+        self
+    }
+
+    /// Sets the application's data.
+    pub fn with_meta(mut self, meta: Meta) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+
     /// Sets the expiry.
     pub fn expiring_at(mut self, at: DateTime<Utc>) -> Self {
         self.expires_at = Some(at);
@@ -156,14 +216,16 @@ impl NewApiKey {
     }
 }
 
-/// A partial update; `None` leaves a field as it is.
+/// A partial update; `None` leaves a field as it is. For `description`,
+/// `owner_id` and `meta`, `Some(None)` (JSON `null`) clears the field.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyUpdate {
     /// New name.
     pub name: Option<String>,
-    /// New description.
-    pub description: Option<String>,
+    /// New description; `Some(None)` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
     /// Replace the scopes.
@@ -173,6 +235,22 @@ pub struct ApiKeyUpdate {
     /// Remove the expiry.
     #[serde(default)]
     pub clear_expires: bool,
+    /// New owner; `Some(None)` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub owner_id: Option<Option<String>>,
+    /// New application data (replaces the whole object); `Some(None)` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub meta: Option<Option<Meta>>,
+}
+
+/// A field that is present deserializes to `Some`, even when `null`; an
+/// absent one stays `None` (through `#[serde(default)]`).
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Collects field errors for name, description and expiry.
@@ -202,6 +280,33 @@ pub(crate) fn check_fields(
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }
     errors
+}
+
+/// Appends problems with `owner_id` and `meta` to `errors`.
+pub(crate) fn check_owner_and_meta(
+    owner_id: Option<&str>,
+    meta: Option<&Meta>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(owner) = owner_id {
+        let n = owner.chars().count();
+        if n == 0 || n > OWNER_ID_MAX {
+            errors.push(FieldError::new(
+                "owner_id",
+                format!("must be 1 to {OWNER_ID_MAX} characters"),
+            ));
+        }
+    }
+    if let Some(meta) = meta {
+        // Serializing a map of JSON values cannot fail.
+        let size = serde_json::to_string(meta).map_or(usize::MAX, |s| s.len());
+        if size > META_MAX_BYTES {
+            errors.push(FieldError::new(
+                "meta",
+                format!("must be at most {META_MAX_BYTES} bytes of JSON (got {size})"),
+            ));
+        }
+    }
 }
 
 /// Validates scopes into a [`ScopeSet`], appending problems to `errors`.
@@ -235,15 +340,21 @@ mod tests {
             last_used_at: None,
             expires_at: None,
             scopes: ScopeSet::new(["read"]).unwrap(),
+            owner_id: None,
+            meta: None,
+            previous_secret_expires_at: None,
+            previous_key_hash: Some("$keygate-hmac-sha256$v=1$OLDHASH".into()),
             key_hash: "$keygate-hmac-sha256$v=1$SECRETHASH".into(),
             key_secret_first: "abcd".into(),
             key_secret_last: "wxyz".into(),
         };
         let json = serde_json::to_value(&key).unwrap();
         let fields: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(fields.len(), 9, "{fields:?}");
-        assert!(!json.to_string().contains("SECRETHASH"));
-        assert!(!format!("{key:?}").contains("SECRETHASH"));
+        assert_eq!(fields.len(), 12, "{fields:?}");
+        for hidden in ["SECRETHASH", "OLDHASH"] {
+            assert!(!json.to_string().contains(hidden));
+            assert!(!format!("{key:?}").contains(hidden));
+        }
         assert_eq!(key.id.len(), 32);
     }
 

@@ -125,6 +125,12 @@ pub struct ApiKeyFilter {
     /// Exact name.
     #[serde(default)]
     pub name_exact: Option<String>,
+    /// Exact owner id.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// Exact public key id (the middle part of a key).
+    #[serde(default)]
+    pub key_id: Option<String>,
     /// Sort column (default `created_at`).
     #[serde(default)]
     pub order_by: OrderBy,
@@ -154,6 +160,8 @@ impl Default for ApiKeyFilter {
             scopes_contain_any: Vec::new(),
             name_contains: None,
             name_exact: None,
+            owner_id: None,
+            key_id: None,
             order_by: OrderBy::default(),
             order_desc: true,
             offset: 0,
@@ -227,6 +235,11 @@ impl ApiKeyFilter {
                 .name_exact
                 .as_deref()
                 .is_none_or(|exact| key.name.as_deref() == Some(exact))
+            && self
+                .owner_id
+                .as_deref()
+                .is_none_or(|owner| key.owner_id.as_deref() == Some(owner))
+            && self.key_id.as_deref().is_none_or(|k| key.key_id == k)
     }
 
     /// The order of results: by `order_by` (nulls smallest), then by `id`,

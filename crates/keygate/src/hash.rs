@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn hashes_written_by_the_python_library_verify() {
-        // From ../shared/fixtures/keyshield-2.0.1.sqlite3 (argon2-cffi m=65536,t=3,p=4 and bcrypt cost 4).
+        // From keygate-sqlx/tests/fixtures/keyshield-2.0.1.sqlite3 (argon2-cffi m=65536,t=3,p=4 and bcrypt cost 4).
         let h = hasher(HashAlgorithm::default());
         let reader = "$argon2id$v=19$m=65536,t=3,p=4$e/N6g2R37vPb8HqqTiPm6A$YcKAY4WBMHscwr9Q6fRLJ9YmYXc+D/cw0XpQ6tWrJhE";
         let secret = "NUztRKo0UHzFcEfzroakMj9q88wqSmnqQBUB2dzB5ZwrYYYe9Qi9BWjNy4kaDmSZ";

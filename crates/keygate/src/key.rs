@@ -47,6 +47,12 @@ impl KeyId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key id read from the store, as it is (rows another tool wrote may
+    /// use another shape; the key formats with it all the same).
+    pub(crate) fn from_stored(stored: &str) -> Self {
+        Self(stored.to_owned())
+    }
 }
 
 impl fmt::Debug for KeyId {

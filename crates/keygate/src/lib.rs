@@ -4,8 +4,11 @@
 //! hashes, verify them on every request against per-route scopes.
 //!
 //! This crate is framework- and storage-agnostic. It holds the key format,
-//! the hashers, the [`ApiKey`] entity, the [`Repository`] trait with an
-//! [`InMemoryRepository`], the verification cache and [`ApiKeyService`].
+//! the hashers, the [`ApiKey`] entity, the storage contract ([`KeyStore`],
+//! [`KeySearch`], [`AuditLog`]; together [`Repository`]) with an
+//! [`InMemoryRepository`], the audit log types, the verification cache and
+//! [`ApiKeyService`]. With the `testing` feature, [`testing`] holds the
+//! conformance suite every store runs.
 //! SQL stores live in `keygate-sqlx`, HTTP in `keygate-axum`.
 //!
 //! ```
@@ -24,8 +27,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod audit;
 mod builder;
 mod cache;
+mod change;
 mod entity;
 mod error;
 mod filter;
@@ -36,20 +41,30 @@ mod memory;
 mod repository;
 mod scope;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod touch;
 mod verify;
 
+pub use audit::{Audit, AuditAction, AuditEvent, EventFilter};
 pub use builder::{DelayRange, ServiceBuilder};
 pub use cache::{digest as key_digest, CacheConfig, KeyDigest};
+pub use change::{KeyChange, NewSecret, HIDDEN};
 pub use entity::{
-    new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate, NewApiKey, DESCRIPTION_MAX,
-    NAME_MAX,
+    new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate, Meta, NewApiKey,
+    DESCRIPTION_MAX, META_MAX_BYTES, NAME_MAX, OWNER_ID_MAX,
 };
 pub use error::{Error, FieldError, StoreError};
 pub use filter::{ApiKeyFilter, OrderBy};
 pub use hash::{HashAlgorithm, KeyHasher, Pepper, StoredKind, PEPPER_ENV};
 pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_LEN};
 pub use memory::InMemoryRepository;
-pub use repository::Repository;
+pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};
-pub use service::ApiKeyService;
+pub use service::{ApiKeyService, DEFAULT_ACTOR, MAX_GRACE};
+
+/// The storage traits, to call a store's methods directly:
+/// `use keygate::prelude::*;`.
+pub mod prelude {
+    pub use crate::repository::{AuditLog, KeySearch, KeyStore, Repository};
+}

@@ -7,10 +7,12 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{Audit, AuditEvent, EventFilter};
+use crate::change::KeyChange;
 use crate::entity::ApiKey;
 use crate::error::StoreError;
 use crate::filter::ApiKeyFilter;
-use crate::repository::Repository;
+use crate::repository::{AuditLog, KeySearch, KeyStore};
 
 #[derive(Default)]
 struct Tables {
@@ -19,6 +21,8 @@ struct Tables {
     by_key_id: HashMap<String, String>,
     /// Every stored key_hash: unique, as in the SQL schemas.
     hashes: HashSet<String>,
+    /// The audit log, in append order.
+    events: Vec<AuditEvent>,
 }
 
 /// Keys in a `HashMap` behind a read-write lock.
@@ -46,8 +50,9 @@ impl InMemoryRepository {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
-        // A panic while holding the lock cannot leave the maps inconsistent
-        // (every write is a single insert/remove pair), so poison is ignored.
+        // Every check that can fail runs before the first write under the
+        // lock, so a panic cannot leave the maps half-changed: poison is
+        // ignored.
         self.tables.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -56,31 +61,29 @@ impl InMemoryRepository {
     }
 }
 
-#[async_trait]
-impl Repository for InMemoryRepository {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let mut t = self.write();
-        if t.by_id.contains_key(&key.id) {
+impl Tables {
+    fn check_free(&self, key: &ApiKey) -> Result<(), StoreError> {
+        if self.by_id.contains_key(&key.id) {
             return Err(StoreError::Conflict(format!(
                 "an API key with id {} exists",
                 key.id
             )));
         }
-        if t.by_key_id.contains_key(&key.key_id) {
+        if self.by_key_id.contains_key(&key.key_id) {
             return Err(StoreError::Conflict(format!(
                 "an API key with key_id {} exists",
                 key.key_id
             )));
         }
-        if t.hashes.contains(&key.key_hash) {
+        if self.hashes.contains(&key.key_hash) {
             return Err(hash_conflict());
         }
-        t.by_key_id.insert(key.key_id.clone(), key.id.clone());
-        t.hashes.insert(key.key_hash.clone());
-        t.by_id.insert(key.id.clone(), key.clone());
         Ok(())
     }
+}
 
+#[async_trait]
+impl KeyStore for InMemoryRepository {
     async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
         Ok(self.read().by_id.get(id).cloned())
     }
@@ -93,63 +96,52 @@ impl Repository for InMemoryRepository {
             .cloned())
     }
 
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
+    async fn insert(&self, key: &ApiKey, audit: &Audit) -> Result<(), StoreError> {
         let mut t = self.write();
-        let Some((old_key_id, old_hash, old_used)) = t
-            .by_id
-            .get(&key.id)
-            .map(|k| (k.key_id.clone(), k.key_hash.clone(), k.last_used_at))
-        else {
-            return Ok(false);
-        };
-        let hash_changed = old_hash != key.key_hash;
-        if hash_changed && t.hashes.contains(&key.key_hash) {
-            return Err(hash_conflict());
-        }
-        if old_key_id != key.key_id {
-            if t.by_key_id.contains_key(&key.key_id) {
-                return Err(StoreError::Conflict(format!(
-                    "an API key with key_id {} exists",
-                    key.key_id
-                )));
-            }
-            t.by_key_id.remove(&old_key_id);
-            t.by_key_id.insert(key.key_id.clone(), key.id.clone());
-        }
-        if hash_changed {
-            t.hashes.remove(&old_hash);
-            t.hashes.insert(key.key_hash.clone());
-        }
-        let mut stored = key.clone();
-        stored.last_used_at = stored.last_used_at.max(old_used);
-        t.by_id.insert(key.id.clone(), stored);
-        Ok(true)
+        t.check_free(key)?;
+        t.by_key_id.insert(key.key_id.clone(), key.id.clone());
+        t.hashes.insert(key.key_hash.clone());
+        t.by_id.insert(key.id.clone(), key.clone());
+        t.events.extend(audit.event(None, Some(key)));
+        Ok(())
     }
 
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+    async fn update(
+        &self,
+        id: &str,
+        change: &KeyChange,
+        audit: &Audit,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        // One write lock from read to write: the change applies to the
+        // stored row, never to a stale copy.
+        let mut t = self.write();
+        let Some(old) = t.by_id.get(id) else {
+            return Ok(None);
+        };
+        let new = change.apply_to(old);
+        let event = audit.event(Some(old), Some(&new));
+        let old_hash = old.key_hash.clone();
+        if new.key_hash != old_hash {
+            if t.hashes.contains(&new.key_hash) {
+                return Err(hash_conflict());
+            }
+            t.hashes.remove(&old_hash);
+            t.hashes.insert(new.key_hash.clone());
+        }
+        t.by_id.insert(new.id.clone(), new.clone());
+        t.events.extend(event);
+        Ok(Some(new))
+    }
+
+    async fn delete(&self, id: &str, audit: &Audit) -> Result<Option<ApiKey>, StoreError> {
         let mut t = self.write();
         let removed = t.by_id.remove(id);
         if let Some(k) = &removed {
             t.by_key_id.remove(&k.key_id);
             t.hashes.remove(&k.key_hash);
+            t.events.extend(audit.event(Some(k), None));
         }
         Ok(removed)
-    }
-
-    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
-        let t = self.read();
-        let mut hits: Vec<&ApiKey> = t.by_id.values().filter(|k| filter.matches(k)).collect();
-        hits.sort_by(|a, b| filter.compare(a, b));
-        let offset = usize::try_from(filter.offset).unwrap_or(usize::MAX);
-        let limit = filter
-            .limit
-            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        Ok(hits.into_iter().skip(offset).take(limit).cloned().collect())
-    }
-
-    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
-        let t = self.read();
-        Ok(t.by_id.values().filter(|k| filter.matches(k)).count() as u64)
     }
 
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
@@ -165,6 +157,47 @@ impl Repository for InMemoryRepository {
     }
 }
 
+#[async_trait]
+impl KeySearch for InMemoryRepository {
+    async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
+        let t = self.read();
+        let mut hits: Vec<&ApiKey> = t.by_id.values().filter(|k| filter.matches(k)).collect();
+        hits.sort_by(|a, b| filter.compare(a, b));
+        Ok(page(hits, filter.offset, filter.limit))
+    }
+
+    async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
+        let t = self.read();
+        Ok(t.by_id.values().filter(|k| filter.matches(k)).count() as u64)
+    }
+}
+
+#[async_trait]
+impl AuditLog for InMemoryRepository {
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let t = self.read();
+        let mut hits: Vec<&AuditEvent> = t.events.iter().filter(|e| filter.matches(e)).collect();
+        hits.sort_by(|a, b| filter.compare(a, b));
+        Ok(page(hits, filter.offset, filter.limit))
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let t = self.read();
+        Ok(t.events.iter().filter(|e| filter.matches(e)).count() as u64)
+    }
+}
+
+fn page<T: Clone>(sorted: Vec<&T>, offset: u64, limit: Option<u64>) -> Vec<T> {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    sorted
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
 fn hash_conflict() -> StoreError {
     // The hash itself stays out of the message.
     StoreError::Conflict("an API key with the same key hash exists".into())
@@ -173,6 +206,8 @@ fn hash_conflict() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditAction;
+    use crate::change::NewSecret;
 
     fn key(id: &str, key_id: &str, hash: &str) -> ApiKey {
         ApiKey {
@@ -185,44 +220,77 @@ mod tests {
             last_used_at: None,
             expires_at: None,
             scopes: Default::default(),
+            owner_id: None,
+            meta: None,
+            previous_secret_expires_at: None,
+            previous_key_hash: None,
             key_hash: hash.into(),
             key_secret_first: "abcd".into(),
             key_secret_last: "wxyz".into(),
         }
     }
 
+    fn audit(action: AuditAction) -> Audit {
+        Audit {
+            actor: "test".into(),
+            at: Utc::now(),
+            action,
+        }
+    }
+
+    fn rehash(hash: &str) -> KeyChange {
+        KeyChange {
+            secret: Some(NewSecret {
+                key_hash: hash.into(),
+                first: "abcd".into(),
+                last: "wxyz".into(),
+                grace_until: None,
+            }),
+            ..KeyChange::default()
+        }
+    }
+
     #[tokio::test]
     async fn key_hash_is_unique_like_in_the_sql_schemas() {
         let repo = InMemoryRepository::new();
-        repo.insert(&key("a", "000000000000000a", "h1"))
+        let create = audit(AuditAction::Create);
+        repo.insert(&key("a", "000000000000000a", "h1"), &create)
             .await
             .unwrap();
         let err = repo
-            .insert(&key("b", "000000000000000b", "h1"))
+            .insert(&key("b", "000000000000000b", "h1"), &create)
             .await
             .unwrap_err();
         assert!(
             matches!(&err, StoreError::Conflict(m) if m.contains("key hash") && !m.contains("h1"))
         );
-        repo.insert(&key("b", "000000000000000b", "h2"))
+        repo.insert(&key("b", "000000000000000b", "h2"), &create)
             .await
             .unwrap();
         // Moving b onto a's hash is refused and leaves b as it was.
+        let rotate = audit(AuditAction::Rotate);
         assert!(matches!(
-            repo.update(&key("b", "000000000000000b", "h1")).await,
+            repo.update("b", &rehash("h1"), &rotate).await,
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(repo.get("b").await.unwrap().unwrap().key_hash, "h2");
         // A freed hash can be used again.
-        repo.update(&key("b", "000000000000000b", "h3"))
+        repo.update("b", &rehash("h3"), &rotate).await.unwrap();
+        repo.delete("a", &audit(AuditAction::Delete)).await.unwrap();
+        repo.insert(&key("c", "000000000000000c", "h2"), &create)
             .await
             .unwrap();
-        repo.delete("a").await.unwrap();
-        repo.insert(&key("c", "000000000000000c", "h2"))
+        repo.insert(&key("d", "000000000000000d", "h1"), &create)
             .await
             .unwrap();
-        repo.insert(&key("d", "000000000000000d", "h1"))
+        // Two failed inserts and a failed rotation wrote no event.
+        let actions: Vec<_> = repo
+            .events(&EventFilter::default())
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions.len(), 6, "{actions:?}");
     }
 }

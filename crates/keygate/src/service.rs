@@ -2,12 +2,15 @@
 //! The verification path itself is in `verify.rs`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::audit::{Audit, AuditAction, AuditEvent, EventFilter};
 use crate::builder::{DelayRange, ServiceBuilder};
 use crate::cache::VerifyCache;
+use crate::change::{KeyChange, NewSecret};
 use crate::entity::{
-    check_fields, check_scopes, new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate,
-    NewApiKey,
+    check_fields, check_owner_and_meta, check_scopes, new_entity_id, now_micros, truncate_micros,
+    ApiKey, ApiKeyUpdate, NewApiKey,
 };
 use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
@@ -29,7 +32,17 @@ pub(crate) struct Inner {
     pub(crate) success_delay: Option<DelayRange>,
 }
 
-/// Issues, manages and verifies API keys. Cheap to clone (one `Arc`).
+/// Longest grace period a rotation may give the replaced secret: 30 days.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Who changes keys when no one else is named ([`ApiKeyService::with_actor`]).
+pub const DEFAULT_ACTOR: &str = "system";
+
+/// Issues, manages and verifies API keys. Cheap to clone (two `Arc`s).
+///
+/// Every change (create, update, delete, activate, deactivate, rotate) is
+/// applied by the store atomically and recorded in the audit log under the
+/// service's actor ([`with_actor`](Self::with_actor)).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -50,6 +63,7 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct ApiKeyService {
     pub(crate) inner: Arc<Inner>,
+    actor: Arc<str>,
 }
 
 impl std::fmt::Debug for ApiKeyService {
@@ -58,6 +72,7 @@ impl std::fmt::Debug for ApiKeyService {
             .field("format", &self.inner.format)
             .field("algorithm", &self.inner.hasher.algorithm())
             .field("cache", &self.inner.cache.is_some())
+            .field("actor", &self.actor)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +91,39 @@ impl ApiKeyService {
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
+            actor: Arc::from(DEFAULT_ACTOR),
+        }
+    }
+
+    /// The same service, recording its changes in the audit log as made by
+    /// `actor` (an admin key's key id, `cli`, a user name…).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate::{ApiKeyService, EventFilter, InMemoryRepository, NewApiKey};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let (key, _) = service.with_actor("alice").create(NewApiKey::named("ci")).await.unwrap();
+    /// let events = service.events(&EventFilter::for_key(&key.id)).await.unwrap();
+    /// assert_eq!(events[0].actor, "alice");
+    /// # });
+    /// ```
+    pub fn with_actor(&self, actor: impl Into<String>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            actor: Arc::from(actor.into()),
+        }
+    }
+
+    /// Who this service's changes are recorded as made by.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    fn audit(&self, action: AuditAction) -> Audit {
+        Audit {
+            actor: self.actor.to_string(),
+            at: now_micros(),
+            action,
         }
     }
 
@@ -105,6 +153,7 @@ impl ApiKeyService {
             now,
         );
         let scopes = check_scopes(&new.scopes, &mut errors);
+        check_owner_and_meta(new.owner_id.as_deref(), new.meta.as_ref(), &mut errors);
         let key_id = match new.key_id.as_deref().map(KeyId::parse).transpose() {
             Ok(id) => id.unwrap_or_else(KeyId::generate),
             Err(e) => {
@@ -128,11 +177,19 @@ impl ApiKeyService {
             last_used_at: None,
             expires_at: new.expires_at.map(truncate_micros),
             scopes,
+            owner_id: new.owner_id,
+            meta: new.meta,
+            previous_secret_expires_at: None,
+            previous_key_hash: None,
             key_hash,
-            key_secret_first: s.chars().take(4).collect(),
-            key_secret_last: s.chars().skip(s.len().saturating_sub(4)).collect(),
+            key_secret_first: first_chars(s),
+            key_secret_last: last_chars(s),
         };
-        self.inner.repo.insert(&entity).await?;
+        let audit = Audit {
+            at: now,
+            ..self.audit(AuditAction::Create)
+        };
+        self.inner.repo.insert(&entity, &audit).await?;
         let plain = self.inner.format.format(&key_id, &secret);
         Ok((entity, plain))
     }
@@ -151,19 +208,22 @@ impl ApiKeyService {
             .ok_or(Error::NotFound)
     }
 
-    /// Applies a partial update; the verification cache forgets the key at once.
+    /// Applies a partial update, atomically in the store (two updates of
+    /// different fields made at the same time both survive). The
+    /// verification cache re-reads the key on its next use.
     pub async fn update(&self, id: &str, change: ApiKeyUpdate) -> Result<ApiKey, Error> {
         let now = now_micros();
-        let mut errors = check_fields(
-            change.name.as_deref(),
-            change.description.as_deref(),
-            change.expires_at,
-            now,
-        );
+        let description = change.description.as_ref().and_then(Option::as_deref);
+        let mut errors = check_fields(change.name.as_deref(), description, change.expires_at, now);
         let scopes = change
             .scopes
             .as_deref()
             .map(|s| check_scopes(s, &mut errors));
+        check_owner_and_meta(
+            change.owner_id.as_ref().and_then(Option::as_deref),
+            change.meta.as_ref().and_then(Option::as_ref),
+            &mut errors,
+        );
         if change.clear_expires && change.expires_at.is_some() {
             errors.push(FieldError::new(
                 "clear_expires",
@@ -173,38 +233,55 @@ impl ApiKeyService {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let mut key = self.get(id).await?;
-        if let Some(name) = change.name {
-            key.name = Some(name);
-        }
-        if let Some(description) = change.description {
-            key.description = Some(description);
-        }
-        if let Some(active) = change.is_active {
-            key.is_active = active;
-        }
-        if let Some(scopes) = scopes {
-            key.scopes = scopes;
-        }
-        if change.clear_expires {
-            key.expires_at = None;
-        } else if let Some(at) = change.expires_at {
-            key.expires_at = Some(truncate_micros(at));
-        }
-        let stored = self.inner.repo.update(&key).await;
-        // The next verify re-reads the entity (no re-hash: the secret did not change).
+        let expires_at = if change.clear_expires {
+            Some(None)
+        } else {
+            change.expires_at.map(|t| Some(truncate_micros(t)))
+        };
+        let change = KeyChange {
+            name: change.name,
+            description: change.description,
+            is_active: change.is_active,
+            scopes,
+            expires_at,
+            owner_id: change.owner_id,
+            meta: change.meta,
+            secret: None,
+        };
+        self.apply(id, &change, AuditAction::Update).await
+    }
+
+    /// Applies one change in the store and makes the cache re-read the key.
+    async fn apply(
+        &self,
+        id: &str,
+        change: &KeyChange,
+        action: AuditAction,
+    ) -> Result<ApiKey, Error> {
+        let audit = self.audit(action);
+        let key = self
+            .inner
+            .repo
+            .update(id, change, &audit)
+            .await?
+            .ok_or(Error::NotFound)?;
+        // The next verify re-reads the entity; it hashes again only if the
+        // secret it was proven with is no longer accepted.
         if let Some(cache) = &self.inner.cache {
             cache.expire(&key.key_id);
-        }
-        if !stored? {
-            return Err(Error::NotFound);
         }
         Ok(key)
     }
 
-    /// Deletes a key and returns what was deleted.
+    /// Deletes a key and returns what was deleted. Its audit events stay.
     pub async fn delete(&self, id: &str) -> Result<ApiKey, Error> {
-        let deleted = self.inner.repo.delete(id).await?.ok_or(Error::NotFound)?;
+        let audit = self.audit(AuditAction::Delete);
+        let deleted = self
+            .inner
+            .repo
+            .delete(id, &audit)
+            .await?
+            .ok_or(Error::NotFound)?;
         self.forget(&deleted.key_id);
         Ok(deleted)
     }
@@ -220,11 +297,77 @@ impl ApiKeyService {
     }
 
     async fn set_active(&self, id: &str, active: bool) -> Result<ApiKey, Error> {
-        let change = ApiKeyUpdate {
+        let change = KeyChange {
             is_active: Some(active),
-            ..ApiKeyUpdate::default()
+            ..KeyChange::default()
         };
-        self.update(id, change).await
+        let action = if active {
+            AuditAction::Activate
+        } else {
+            AuditAction::Deactivate
+        };
+        self.apply(id, &change, action).await
+    }
+
+    /// Gives the key `id` a new secret; same entity, scopes, owner, meta and
+    /// history. The replaced secret keeps verifying for `grace` (at most
+    /// [`MAX_GRACE`]; zero ends it at once), then is refused, cache hits
+    /// included. A second rotation ends any earlier grace at once. Returns
+    /// the key and its new plaintext, which is never available again.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use keygate::{ApiKeyService, InMemoryRepository, NewApiKey};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let (entity, old) = service.create(NewApiKey::named("leaked")).await.unwrap();
+    /// let (_, new) = service.rotate(&entity.id, Duration::from_secs(3600)).await.unwrap();
+    /// assert!(service.verify(new.expose(), &[""; 0]).await.is_ok());
+    /// assert!(service.verify(old.expose(), &[""; 0]).await.is_ok()); // for an hour
+    /// service.rotate(&entity.id, Duration::ZERO).await.unwrap();
+    /// assert!(service.verify(old.expose(), &[""; 0]).await.is_err());
+    /// # });
+    /// ```
+    pub async fn rotate(&self, id: &str, grace: Duration) -> Result<(ApiKey, PlainKey), Error> {
+        if grace > MAX_GRACE {
+            return Err(Error::validation(
+                "grace_seconds",
+                format!("must be at most {} (30 days)", MAX_GRACE.as_secs()),
+            ));
+        }
+        let secret = Secret::generate();
+        let key_hash = self.hash_secret(&secret).await?;
+        let now = now_micros();
+        let grace_until = (!grace.is_zero())
+            .then(|| chrono::TimeDelta::from_std(grace).ok())
+            .flatten()
+            .map(|g| now + g);
+        let s = secret.expose();
+        let change = KeyChange {
+            secret: Some(NewSecret {
+                key_hash,
+                first: first_chars(s),
+                last: last_chars(s),
+                grace_until,
+            }),
+            ..KeyChange::default()
+        };
+        let key = self.apply(id, &change, AuditAction::Rotate).await?;
+        let plain = self
+            .inner
+            .format
+            .format(&KeyId::from_stored(&key.key_id), &secret);
+        Ok((key, plain))
+    }
+
+    /// Audit events matching `filter`, ordered and paged as it says.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, Error> {
+        Ok(self.inner.repo.events(filter).await?)
+    }
+
+    /// Number of audit events matching `filter`.
+    pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, Error> {
+        Ok(self.inner.repo.count_events(filter).await?)
     }
 
     /// One page of keys, newest first.
@@ -313,6 +456,19 @@ impl ApiKeyService {
             cache.invalidate(key_id);
         }
     }
+}
+
+/// First 4 characters of a secret, for display.
+fn first_chars(secret: &str) -> String {
+    secret.chars().take(4).collect()
+}
+
+/// Last 4 characters of a secret, for display.
+fn last_chars(secret: &str) -> String {
+    secret
+        .chars()
+        .skip(secret.chars().count().saturating_sub(4))
+        .collect()
 }
 
 fn push_validation(errors: &mut Vec<FieldError>, e: Error) {

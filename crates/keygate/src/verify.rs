@@ -7,7 +7,7 @@ use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
-use crate::cache::{digest, Cached, KeyDigest};
+use crate::cache::{digest, Cached, KeyDigest, Proof};
 use crate::entity::{truncate_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
@@ -22,7 +22,9 @@ impl ApiKeyService {
     /// Order (hash before status, so a wrong secret learns nothing about the
     /// key's state): blank → [`Error::KeyNotProvided`]; malformed →
     /// [`Error::InvalidKey`]; unknown key id → [`Error::KeyNotFound`] (after
-    /// the same hashing work); wrong secret → [`Error::InvalidKey`]; inactive
+    /// the same hashing work); wrong secret → [`Error::InvalidKey`] (a
+    /// secret replaced by [`rotate`](Self::rotate) counts as right only
+    /// until its grace period ends, cache hits included); inactive
     /// → [`Error::KeyInactive`]; expired → [`Error::KeyExpired`]; missing
     /// scopes → [`Error::InvalidScopes`]; then the use is recorded.
     pub async fn verify<S: AsRef<str>>(
@@ -60,14 +62,18 @@ impl ApiKeyService {
             .zip(presented.as_ref())
             .and_then(|(cache, d)| cache.get(parsed.key_id, d));
 
-        let key = match cached {
-            Some(Cached::Fresh(key)) => key,
+        let (key, proof) = match cached {
+            Some(Cached::Fresh(key, proof)) => (key, proof),
             // 3–4. Boxed, so a cache hit never carries the slow path's state.
             cached => Box::pin(self.load_and_check(parsed, presented, cached)).await?,
         };
+        let now = Utc::now();
+        // 4, continued: a secret replaced by a rotation only during its grace.
+        if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
+            return Err(Error::InvalidKey);
+        }
 
         // 5. Status, re-checked on every cache hit too.
-        let now = Utc::now();
         if !key.is_active {
             return Err(Error::KeyInactive);
         }
@@ -98,13 +104,13 @@ impl ApiKeyService {
 
     /// Steps 3–4 when the cache cannot answer alone: read the stored key and
     /// check the secret (unless this exact key was already proven against
-    /// the stored hash), then cache it.
+    /// one of the stored hashes), then cache it.
     async fn load_and_check(
         &self,
         parsed: ParsedKey<'_>,
         presented: Option<KeyDigest>,
         cached: Option<Cached>,
-    ) -> Result<Arc<ApiKey>, Error> {
+    ) -> Result<(Arc<ApiKey>, Proof), Error> {
         let inner = &self.inner;
         // 3. Unknown key id: spend the same hashing work anyway.
         let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
@@ -113,32 +119,58 @@ impl ApiKeyService {
             return Err(Error::KeyNotFound);
         };
         // 4. Wrong secret. No hashing when this exact key was already
-        // proven against this hash, and only one request at a time
-        // hashes a given presented key (the others then find it proven).
-        let proven_against =
-            |c: Option<&Cached>| c.is_some_and(|c| c.entity().key_hash == stored.key_hash);
+        // proven against a hash the stored key still accepts, and only one
+        // request at a time hashes a given presented key (the others then
+        // find it proven).
+        let now = Utc::now();
+        let proven = |c: Option<&Cached>| {
+            let (entity, proof) = c?.parts();
+            still_accepted(&stored, proof.hash_in(entity)?, now)
+        };
         // Held until the proven key is in the cache.
         let mut _turn = None;
-        if !proven_against(cached.as_ref()) {
-            if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-                _turn = Some(cache.hash_turn(d).await);
+        let proof = match proven(cached.as_ref()) {
+            Some(proof) => proof,
+            None => {
+                if let (Some(cache), Some(d)) = (&inner.cache, presented) {
+                    _turn = Some(cache.hash_turn(d).await);
+                }
+                let again = inner
+                    .cache
+                    .as_ref()
+                    .zip(presented.as_ref())
+                    .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+                match proven(again.as_ref()) {
+                    Some(proof) => proof,
+                    None => self
+                        .check_secret(parsed.secret, &stored, now)
+                        .await?
+                        .ok_or(Error::InvalidKey)?,
+                }
             }
-            let again = inner
-                .cache
-                .as_ref()
-                .zip(presented.as_ref())
-                .and_then(|(cache, d)| cache.get(parsed.key_id, d));
-            if !proven_against(again.as_ref())
-                && !self.check_hash(parsed.secret, &stored.key_hash).await?
-            {
-                return Err(Error::InvalidKey);
-            }
-        }
+        };
         let key = Arc::new(stored);
         if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.insert(d, key.clone());
+            cache.insert(d, key.clone(), proof);
         }
-        Ok(key)
+        Ok((key, proof))
+    }
+
+    /// Hashes the secret against the current hash, then against the
+    /// previous one while its grace period runs.
+    async fn check_secret(
+        &self,
+        secret: &str,
+        stored: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Proof>, Error> {
+        if self.check_hash(secret, &stored.key_hash).await? {
+            return Ok(Some(Proof::Current));
+        }
+        match stored.previous_hash_at(now) {
+            Some(previous) if self.check_hash(secret, previous).await? => Ok(Some(Proof::Previous)),
+            _ => Ok(None),
+        }
     }
 
     /// Queues (or, with a zero interval, writes) `last_used_at`, which is due.
@@ -219,6 +251,17 @@ impl ApiKeyService {
             .hash_pool
             .run(move || hasher.hash(secret.expose()))
             .await?
+    }
+}
+
+/// Which of `stored`'s hashes still accepts a key proven against `hash`.
+fn still_accepted(stored: &ApiKey, hash: &str, now: DateTime<Utc>) -> Option<Proof> {
+    if stored.key_hash == hash {
+        Some(Proof::Current)
+    } else if stored.previous_hash_at(now) == Some(hash) {
+        Some(Proof::Previous)
+    } else {
+        None
     }
 }
 

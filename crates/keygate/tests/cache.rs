@@ -5,10 +5,12 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keygate::testing::change;
 use keygate::{
     ApiKeyService, CacheConfig, Error, HashAlgorithm, InMemoryRepository, NewApiKey, Pepper,
     Repository,
 };
+use keygate::{KeyChange, NewSecret};
 use support::{service_with, spy, PEPPER};
 
 fn instance(repo: &Arc<dyn Repository>, algorithm: HashAlgorithm) -> ApiKeyService {
@@ -94,12 +96,19 @@ async fn a_changed_stored_hash_is_checked_again() {
     let (entity, key) = service.create(NewApiKey::named("k")).await.unwrap();
     service.verify::<&str>(key.expose(), &[]).await.unwrap();
     // Another instance rotates the secret behind this one's back.
-    let mut rotated = repo.get(&entity.id).await.unwrap().unwrap();
-    rotated.key_hash = service
-        .hasher()
-        .hash("AnotherSecretEntirely0123456789")
-        .unwrap();
-    repo.update(&rotated).await.unwrap();
+    let rotate = KeyChange {
+        secret: Some(NewSecret {
+            key_hash: service
+                .hasher()
+                .hash("AnotherSecretEntirely0123456789")
+                .unwrap(),
+            first: "Anot".into(),
+            last: "6789".into(),
+            grace_until: None,
+        }),
+        ..KeyChange::default()
+    };
+    change(&repo, &entity.id, &rotate).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(40)).await;
     assert!(matches!(
         service.verify::<&str>(key.expose(), &[]).await,

@@ -3,7 +3,9 @@
 mod support;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use keygate::{ApiKey, ApiKeyFilter, InMemoryRepository, OrderBy, Repository, ScopeSet};
+use keygate::prelude::*;
+use keygate::testing::audit;
+use keygate::{ApiKey, ApiKeyFilter, AuditAction, InMemoryRepository, OrderBy, ScopeSet};
 
 fn t(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 1, day, 0, 0, 0).unwrap()
@@ -20,6 +22,10 @@ fn key(n: u32, name: Option<&str>, scopes: &[&str]) -> ApiKey {
         last_used_at: (n >= 3).then(|| t(n) + TimeDelta::hours(n.into())),
         expires_at: (n <= 4).then(|| t(10 + n)),
         scopes: ScopeSet::new(scopes.iter().copied()).unwrap(),
+        owner_id: None,
+        meta: None,
+        previous_secret_expires_at: None,
+        previous_key_hash: None,
         key_hash: format!("hash{n}"),
         key_secret_first: "abcd".into(),
         key_secret_last: "wxyz".into(),
@@ -37,7 +43,7 @@ async fn store() -> InMemoryRepository {
         key(6, Some("a\\b'; DROP TABLE api_keys;--"), &["read"]),
     ];
     for k in &keys {
-        repo.insert(k).await.unwrap();
+        repo.insert(k, &audit(AuditAction::Create)).await.unwrap();
     }
     repo
 }
@@ -280,7 +286,9 @@ async fn scope_filters_apply_before_paging() {
     let repo = InMemoryRepository::new();
     for n in 0..30 {
         let scopes: &[&str] = if n % 3 == 0 { &["rare"] } else { &["common"] };
-        repo.insert(&key(n + 1, Some("k"), scopes)).await.unwrap();
+        repo.insert(&key(n + 1, Some("k"), scopes), &audit(AuditAction::Create))
+            .await
+            .unwrap();
     }
     let filter = ApiKeyFilter {
         scopes_contain_all: vec!["rare".into()],

@@ -4,8 +4,9 @@ mod support;
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
-use keygate::{ApiKeyUpdate, Error, HashAlgorithm, NewApiKey};
+use chrono::{DateTime, TimeDelta, Utc};
+use keygate::testing::change;
+use keygate::{ApiKeyUpdate, Error, HashAlgorithm, KeyChange, NewApiKey};
 use support::{argon2_cheap, fast_service, service_with, spy, with_wrong_secret};
 
 #[tokio::test]
@@ -85,22 +86,30 @@ async fn inactive_then_expired_then_scopes() {
         .await
         .unwrap();
     // Make it expired and inactive directly in the store: inactive wins.
-    let mut stored = service.get(&entity.id).await.unwrap();
-    stored.expires_at = Some(Utc::now() - TimeDelta::seconds(1));
-    stored.is_active = false;
-    service.repository().update(&stored).await.unwrap();
+    let repo = service.repository();
+    let set = |active: Option<bool>, expires_at: Option<Option<DateTime<Utc>>>| KeyChange {
+        is_active: active,
+        expires_at,
+        ..KeyChange::default()
+    };
+    let past = Some(Utc::now() - TimeDelta::seconds(1));
+    change(repo, &entity.id, &set(Some(false), Some(past)))
+        .await
+        .unwrap();
     assert!(matches!(
         service.verify(key.expose(), &["write"]).await,
         Err(Error::KeyInactive)
     ));
-    stored.is_active = true;
-    service.repository().update(&stored).await.unwrap();
+    change(repo, &entity.id, &set(Some(true), None))
+        .await
+        .unwrap();
     assert!(matches!(
         service.verify(key.expose(), &["write"]).await,
         Err(Error::KeyExpired)
     ));
-    stored.expires_at = None;
-    service.repository().update(&stored).await.unwrap();
+    change(repo, &entity.id, &set(None, Some(None)))
+        .await
+        .unwrap();
     match service.verify(key.expose(), &["read", "write"]).await {
         Err(Error::InvalidScopes { required, missing }) => {
             assert_eq!(required, ["read", "write"]);

@@ -11,14 +11,16 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate::{ApiKeyService, InMemoryRepository, Pepper, Repository};
+use keygate::testing::StoreFixture;
+use keygate::{ApiKeyService, Repository};
 use keygate_sqlx::{PostgresRepository, SqlOptions, SqlRepository};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor};
 
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
-pub const PEPPER: &str = "conformance-pepper";
+#[allow(unused_imports)]
+pub use keygate::testing::{service, PEPPER};
 
 /// A fresh, migrated store and whatever must be cleaned up after it.
 pub struct Store {
@@ -40,18 +42,14 @@ impl Store {
     /// A service over this store: fast hashing, explicit pepper, no cache,
     /// every use written at once.
     pub fn service(&self) -> ApiKeyService {
-        service(self.repo.clone())
+        keygate::testing::service(self.repo.clone())
     }
 }
 
-pub fn service(repo: Arc<dyn Repository>) -> ApiKeyService {
-    ApiKeyService::builder_shared(repo)
-        .pepper(Pepper::new(PEPPER).expect("pepper"))
-        .fast_hashing()
-        .without_cache()
-        .touch_interval(Duration::ZERO)
-        .build()
-        .expect("service")
+impl StoreFixture for Store {
+    fn repo(&self) -> Arc<dyn Repository> {
+        self.repo.clone()
+    }
 }
 
 /// Drops the per-test schema / database / directory.
@@ -119,14 +117,6 @@ pub fn mysql_url() -> String {
 
 fn unique_name() -> String {
     format!("kg_{}", uuid::Uuid::new_v4().simple())
-}
-
-pub async fn memory() -> Option<Store> {
-    Some(Store {
-        repo: Arc::new(InMemoryRepository::new()),
-        sql: None,
-        _cleanup: None,
-    })
 }
 
 /// A SQLite file in a fresh temporary directory.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use keygate::prelude::*;
 use keygate::{
-    ApiKey, ApiKeyFilter, ApiKeyService, HashAlgorithm, InMemoryRepository, Pepper, Repository,
-    ServiceBuilder, StoreError,
+    ApiKey, ApiKeyFilter, ApiKeyService, Audit, AuditEvent, EventFilter, HashAlgorithm,
+    InMemoryRepository, KeyChange, Pepper, ServiceBuilder, StoreError,
 };
 
 pub const PEPPER: &str = "test-pepper";
@@ -72,10 +73,7 @@ pub fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
 }
 
 #[async_trait]
-impl Repository for Spy {
-    async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert(key).await
-    }
+impl KeyStore for Spy {
     async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
         self.inner.get(id).await
     }
@@ -83,22 +81,44 @@ impl Repository for Spy {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get_by_key_id(key_id).await
     }
-    async fn update(&self, key: &ApiKey) -> Result<bool, StoreError> {
-        self.inner.update(key).await
+    async fn insert(&self, key: &ApiKey, audit: &Audit) -> Result<(), StoreError> {
+        self.inner.insert(key, audit).await
     }
-    async fn delete(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.delete(id).await
+    async fn update(
+        &self,
+        id: &str,
+        change: &KeyChange,
+        audit: &Audit,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.update(id, change, audit).await
     }
+    async fn delete(&self, id: &str, audit: &Audit) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.delete(id, audit).await
+    }
+    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.touches.fetch_add(uses.len(), Ordering::SeqCst);
+        tokio::time::sleep(self.touch_delay).await;
+        self.inner.touch(uses).await
+    }
+}
+
+#[async_trait]
+impl KeySearch for Spy {
     async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, StoreError> {
         self.inner.find(filter).await
     }
     async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, StoreError> {
         self.inner.count(filter).await
     }
-    async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-        self.touches.fetch_add(uses.len(), Ordering::SeqCst);
-        tokio::time::sleep(self.touch_delay).await;
-        self.inner.touch(uses).await
+}
+
+#[async_trait]
+impl AuditLog for Spy {
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.events(filter).await
+    }
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        self.inner.count_events(filter).await
     }
 }
 

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chrono::{TimeDelta, Utc};
-use keygate::{ApiKeyFilter, ApiKeyUpdate, Error, NewApiKey};
 
-use super::Repo;
-use crate::support::service;
+use super::{change, service, Repo};
+use crate::{ApiKeyFilter, ApiKeyUpdate, Error, KeyChange, NewApiKey};
 
+/// Every verify outcome of SPEC §5, in order.
 pub async fn verify_outcomes(repo: Repo) {
     let svc = service(repo.clone());
     let (reader, key) = svc
@@ -51,9 +53,11 @@ pub async fn verify_outcomes(repo: Repo) {
     svc.activate(&reader.id).await.unwrap();
 
     // Expired: written straight to the store (create refuses past expiries).
-    let mut expired = repo.get(&reader.id).await.unwrap().unwrap();
-    expired.expires_at = Some(keygate::now_micros() - TimeDelta::seconds(1));
-    assert!(repo.update(&expired).await.unwrap());
+    let expire = KeyChange {
+        expires_at: Some(Some(crate::now_micros() - TimeDelta::seconds(1))),
+        ..KeyChange::default()
+    };
+    change(&repo, &reader.id, &expire).await.unwrap().unwrap();
     assert!(matches!(
         svc.verify(key.expose(), &["read"]).await,
         Err(Error::KeyExpired)
@@ -66,6 +70,7 @@ pub async fn verify_outcomes(repo: Repo) {
     ));
 }
 
+/// Create, get, update, find, list, delete through the service.
 pub async fn manage_through_service(repo: Repo) {
     let svc = service(repo);
     let expires = Utc::now() + TimeDelta::days(30);
@@ -74,21 +79,28 @@ pub async fn manage_through_service(repo: Repo) {
             NewApiKey::named("managed")
                 .with_description("d")
                 .with_scopes(["read"])
+                .owned_by("customer-7")
+                .with_meta(serde_json::from_str(r#"{"plan":"pro"}"#).unwrap())
                 .expiring_at(expires),
         )
         .await
         .unwrap();
+    assert_eq!(created.owner_id.as_deref(), Some("customer-7"));
     assert_eq!(svc.get(&created.id).await.unwrap(), created);
     assert_eq!(svc.get_by_key_id(&created.key_id).await.unwrap(), created);
     let change = ApiKeyUpdate {
         name: Some("renamed".into()),
         scopes: Some(vec!["read".into(), "write".into()]),
         clear_expires: true,
+        meta: Some(None),
         ..ApiKeyUpdate::default()
     };
     let updated = svc.update(&created.id, change).await.unwrap();
     assert_eq!(svc.get(&created.id).await.unwrap(), updated);
     assert_eq!(updated.expires_at, None);
+    assert_eq!(updated.meta, None);
+    assert_eq!(updated.owner_id.as_deref(), Some("customer-7"));
+    assert_eq!(updated.description.as_deref(), Some("d"));
     let found = svc
         .find(&ApiKeyFilter {
             scopes_contain_all: vec!["write".into()],
@@ -145,4 +157,51 @@ pub async fn concurrent_creates_and_verifies(repo: Repo) {
         .collect();
     stored.sort();
     assert_eq!(stored, ids);
+}
+
+/// Rotation: same entity, new secret; the old one during its grace only; a
+/// second rotation ends the first grace at once.
+pub async fn rotation_through_service(repo: Repo) {
+    let svc = service(repo.clone());
+    let (entity, first) = svc
+        .create(NewApiKey::named("rotating").with_scopes(["read"]))
+        .await
+        .unwrap();
+    svc.verify(first.expose(), &["read"]).await.unwrap();
+    let (rotated, second) = svc
+        .rotate(&entity.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (rotated.id.as_str(), rotated.key_id.as_str()),
+        (entity.id.as_str(), entity.key_id.as_str())
+    );
+    assert_eq!(rotated.scopes, entity.scopes);
+    assert!(rotated.last_used_at.is_some(), "usage history kept");
+    let until = rotated.previous_secret_expires_at.expect("grace set");
+    assert!(until > Utc::now() + TimeDelta::minutes(59));
+    assert_ne!(first.expose(), second.expose());
+    svc.verify(second.expose(), &["read"]).await.unwrap();
+    svc.verify(first.expose(), &["read"]).await.unwrap();
+
+    let (again, third) = svc.rotate(&entity.id, Duration::ZERO).await.unwrap();
+    assert_eq!(again.previous_secret_expires_at, None);
+    for old in [&first, &second] {
+        assert!(matches!(
+            svc.verify(old.expose(), &["read"]).await,
+            Err(Error::InvalidKey)
+        ));
+    }
+    svc.verify(third.expose(), &["read"]).await.unwrap();
+
+    assert!(matches!(
+        svc.rotate("0123456789abcdef0123456789abcdef", Duration::ZERO)
+            .await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        svc.rotate(&entity.id, crate::MAX_GRACE + Duration::from_secs(1))
+            .await,
+        Err(Error::Validation(_))
+    ));
 }

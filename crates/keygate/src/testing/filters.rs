@@ -2,9 +2,9 @@
 //! of `ApiKeyFilter::matches` / `compare` on a data set full of ties, NULLs
 //! and SQL metacharacters.
 
-use keygate::{ApiKey, ApiKeyFilter, OrderBy};
+use crate::{ApiKey, ApiKeyFilter, OrderBy};
 
-use super::{all, at, key, Repo};
+use super::{all, at, key, put, Repo};
 
 const INJECTION: &str = "'; DROP TABLE api_keys;--";
 
@@ -56,7 +56,7 @@ async fn load(repo: &Repo) -> Vec<ApiKey> {
         k.created_at = at(*created);
         k.expires_at = expires.map(at);
         k.last_used_at = used.map(at);
-        repo.insert(&k).await.unwrap();
+        put(repo, &k).await.unwrap();
         keys.push(k);
     }
     keys
@@ -105,6 +105,7 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Every filter field, alone and combined, against the reference semantics.
 pub async fn every_filter_field_matches_reference(repo: Repo) {
     let keys = load(&repo).await;
     let mut filters = vec![f()];
@@ -216,6 +217,7 @@ pub async fn every_filter_field_matches_reference(repo: Repo) {
     assert_eq!(all(&repo).await.len(), ROWS.len());
 }
 
+/// `%`, `_` and `\\` match literally; case does not matter.
 pub async fn name_contains_is_literal_and_case_insensitive(repo: Repo) {
     load(&repo).await;
     let names = |needle: &str| {
@@ -244,6 +246,7 @@ pub async fn name_contains_is_literal_and_case_insensitive(repo: Repo) {
     assert_eq!(all(&repo).await.len(), ROWS.len());
 }
 
+/// Every sort column, both directions, ties and NULLs included.
 pub async fn ordering_every_column_both_directions(repo: Repo) {
     let keys = load(&repo).await;
     for order_by in OrderBy::ALL {
@@ -258,6 +261,7 @@ pub async fn ordering_every_column_both_directions(repo: Repo) {
     }
 }
 
+/// Pages put together give the whole result, once.
 pub async fn paging_is_stable_and_complete(repo: Repo) {
     let keys = load(&repo).await;
     for order_by in OrderBy::ALL {
@@ -311,7 +315,7 @@ pub async fn scope_filters_run_before_paging(repo: Repo) {
         };
         let mut k = key(Some(&format!("key-{i:02}")), scopes);
         k.created_at = at(i);
-        repo.insert(&k).await.unwrap();
+        put(&repo, &k).await.unwrap();
         keys.push(k);
     }
     let rare = ApiKeyFilter {
@@ -354,6 +358,7 @@ pub async fn scope_filters_run_before_paging(repo: Repo) {
     assert_eq!(repo.find(&both).await.unwrap().len(), 2);
 }
 
+/// An empty scope list constrains nothing.
 pub async fn empty_scopes_any_is_no_constraint(repo: Repo) {
     let keys = load(&repo).await;
     let filter = ApiKeyFilter {
@@ -363,4 +368,54 @@ pub async fn empty_scopes_any_is_no_constraint(repo: Repo) {
     };
     assert_eq!(repo.count(&filter).await.unwrap(), keys.len() as u64);
     check(&repo, &keys, &filter).await;
+}
+
+/// `owner_id` and `key_id` match exactly (no case folding, no substring).
+pub async fn owner_and_key_id_filters_are_exact(repo: Repo) {
+    let mut keys = Vec::new();
+    for (name, owner) in [
+        ("a", Some("team-1")),
+        ("b", Some("team-1")),
+        ("c", Some("Team-1")),
+        ("d", Some("team-10")),
+        ("e", None),
+    ] {
+        let mut k = key(Some(name), &[]);
+        k.owner_id = owner.map(str::to_owned);
+        put(&repo, &k).await.unwrap();
+        keys.push(k);
+    }
+    for owner in [
+        "team-1",
+        "Team-1",
+        "team",
+        "team-10",
+        "'; DROP TABLE api_keys;--",
+    ] {
+        check(
+            &repo,
+            &keys,
+            &ApiKeyFilter {
+                owner_id: Some(owner.into()),
+                ..f()
+            },
+        )
+        .await;
+    }
+    let by_owner = ApiKeyFilter {
+        owner_id: Some("team-1".into()),
+        ..f()
+    };
+    assert_eq!(repo.count(&by_owner).await.unwrap(), 2);
+    let wanted = &keys[2];
+    let by_key_id = ApiKeyFilter {
+        key_id: Some(wanted.key_id.clone()),
+        ..f()
+    };
+    assert_eq!(repo.find(&by_key_id).await.unwrap(), vec![wanted.clone()]);
+    let prefix = ApiKeyFilter {
+        key_id: Some(wanted.key_id[..8].to_owned()),
+        ..f()
+    };
+    assert_eq!(repo.count(&prefix).await.unwrap(), 0);
 }
