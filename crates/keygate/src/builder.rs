@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheConfig, VerifyCache};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::hash::{HashAlgorithm, KeyHasher, Pepper};
 use crate::hash_pool::HashPool;
@@ -45,6 +46,7 @@ pub struct ServiceBuilder {
     failure_delay: Option<DelayRange>,
     success_delay: Option<DelayRange>,
     hash_threads: Option<usize>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ServiceBuilder {
@@ -59,6 +61,7 @@ impl ServiceBuilder {
             failure_delay: None,
             success_delay: None,
             hash_threads: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -130,6 +133,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Where the service reads the time (default [`SystemClock`]): expiry,
+    /// grace periods, audit times and `last_used_at`. A [`ManualClock`](crate::ManualClock)
+    ///  lets tests move time without sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Checks the configuration and builds the service.
     pub fn build(self) -> Result<ApiKeyService, Error> {
         for (field, range) in [
@@ -157,6 +168,7 @@ impl ServiceBuilder {
             hash_pool: HashPool::new(hash_threads)?,
             failure_delay: self.failure_delay,
             success_delay: self.success_delay,
+            clock: self.clock,
         }))
     }
 }

@@ -31,6 +31,7 @@ mod audit;
 mod builder;
 mod cache;
 mod change;
+mod clock;
 mod entity;
 mod error;
 mod filter;
@@ -50,6 +51,7 @@ pub use audit::{Audit, AuditAction, AuditEvent, EventFilter};
 pub use builder::{DelayRange, ServiceBuilder};
 pub use cache::{digest as key_digest, CacheConfig, KeyDigest};
 pub use change::{KeyChange, NewSecret, HIDDEN};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use entity::{
     new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate, Meta, NewApiKey,
     DESCRIPTION_MAX, META_MAX_BYTES, NAME_MAX, OWNER_ID_MAX,

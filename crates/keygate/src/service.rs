@@ -8,9 +8,10 @@ use crate::audit::{Audit, AuditAction, AuditEvent, EventFilter};
 use crate::builder::{DelayRange, ServiceBuilder};
 use crate::cache::VerifyCache;
 use crate::change::{KeyChange, NewSecret};
+use crate::clock::Clock;
 use crate::entity::{
-    check_fields, check_owner_and_meta, check_scopes, new_entity_id, now_micros, truncate_micros,
-    ApiKey, ApiKeyUpdate, NewApiKey,
+    check_fields, check_owner_and_meta, check_scopes, new_entity_id, truncate_micros, ApiKey,
+    ApiKeyUpdate, NewApiKey,
 };
 use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
@@ -30,6 +31,7 @@ pub(crate) struct Inner {
     pub(crate) hash_pool: HashPool,
     pub(crate) failure_delay: Option<DelayRange>,
     pub(crate) success_delay: Option<DelayRange>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Longest grace period a rotation may give the replaced secret: 30 days.
@@ -122,7 +124,7 @@ impl ApiKeyService {
     fn audit(&self, action: AuditAction) -> Audit {
         Audit {
             actor: self.actor.to_string(),
-            at: now_micros(),
+            at: self.inner.clock.now_micros(),
             action,
         }
     }
@@ -145,7 +147,7 @@ impl ApiKeyService {
     /// Creates a key. Returns the stored entity and the plaintext key, which
     /// is never available again.
     pub async fn create(&self, new: NewApiKey) -> Result<(ApiKey, PlainKey), Error> {
-        let now = now_micros();
+        let now = self.inner.clock.now_micros();
         let mut errors = check_fields(
             new.name.as_deref(),
             new.description.as_deref(),
@@ -212,7 +214,7 @@ impl ApiKeyService {
     /// different fields made at the same time both survive). The
     /// verification cache re-reads the key on its next use.
     pub async fn update(&self, id: &str, change: ApiKeyUpdate) -> Result<ApiKey, Error> {
-        let now = now_micros();
+        let now = self.inner.clock.now_micros();
         let description = change.description.as_ref().and_then(Option::as_deref);
         let mut errors = check_fields(change.name.as_deref(), description, change.expires_at, now);
         let scopes = change
@@ -337,7 +339,7 @@ impl ApiKeyService {
         }
         let secret = Secret::generate();
         let key_hash = self.hash_secret(&secret).await?;
-        let now = now_micros();
+        let now = self.inner.clock.now_micros();
         let grace_until = (!grace.is_zero())
             .then(|| chrono::TimeDelta::from_std(grace).ok())
             .flatten()

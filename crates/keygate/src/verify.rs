@@ -67,7 +67,7 @@ impl ApiKeyService {
             // 3–4. Boxed, so a cache hit never carries the slow path's state.
             cached => Box::pin(self.load_and_check(parsed, presented, cached)).await?,
         };
-        let now = Utc::now();
+        let now = inner.clock.now();
         // 4, continued: a secret replaced by a rotation only during its grace.
         if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
             return Err(Error::InvalidKey);
@@ -122,7 +122,7 @@ impl ApiKeyService {
         // proven against a hash the stored key still accepts, and only one
         // request at a time hashes a given presented key (the others then
         // find it proven).
-        let now = Utc::now();
+        let now = inner.clock.now();
         let proven = |c: Option<&Cached>| {
             let (entity, proof) = c?.parts();
             still_accepted(&stored, proof.hash_in(entity)?, now)
