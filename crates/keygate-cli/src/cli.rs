@@ -2,9 +2,11 @@
 //! (`-h`) and a longer explanation (`--help`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use keygate::Meta;
 
 const AFTER_HELP: &str = "\
 Getting started:
@@ -19,6 +21,15 @@ Everyday use:
   printf %s \"$KEY\" | keygate verify - --scopes write     # key kept out of shell history
   keygate deactivate ID                                  # refused from now on
   keygate --json get ID                                  # JSON for scripts
+  keygate create --name acme --owner-id team-7 --meta '{\"plan\":\"pro\"}'
+  keygate search --owner-id team-7                       # every key of one owner
+
+A leaked key, traced and replaced:
+  keygate get ak_v1-7a74caa323a5410d-…                   # its entity (only the key id is used)
+  printf %s \"$LEAKED\" | keygate get -                    # the same, out of shell history
+  keygate rotate ID --grace 1h                           # new key; the old one works for 1 hour
+  keygate events ID                                      # who changed what, oldest first
+  keygate --actor alice deactivate ID                    # recorded as made by alice
 
 Every command that opens the database applies pending migrations first, so a
 fresh SQLite file is ready to use. Keys verify only with the pepper they were
@@ -26,7 +37,12 @@ created with: set API_KEY_PEPPER before creating keys you intend to keep.
 
 Output: tables for people (colour only on a terminal, never with NO_COLOR);
 --json prints one JSON document on stdout. A plaintext key is printed only by
-`create` (and by `generate`, whose key is stored nowhere); a hash never.
+`create` and `rotate` (and by `generate`, whose key is stored nowhere); a hash
+never.
+
+Audit: every change (create, update, delete, activate, deactivate, rotate) is
+recorded with its actor (`--actor`, default `cli`); `keygate events` shows
+the log.
 
 Logs: none unless RUST_LOG asks (e.g. RUST_LOG=warn); `serve` logs at info.
 
@@ -75,10 +91,37 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout
     ///
     /// Entities are printed as in the HTTP API (`id, key_id, name, description,
-    /// is_active, created_at, last_used_at, expires_at, scopes`; RFC 3339 UTC
-    /// timestamps, `null` when absent). Errors still go to stderr as one line.
+    /// is_active, created_at, last_used_at, expires_at, scopes, owner_id, meta,
+    /// previous_secret_expires_at`; RFC 3339 UTC timestamps, `null` when
+    /// absent); `create` and `rotate` print `{"api_key", "entity"}`, `search`
+    /// and `events` print `{"items", "total", "limit", "offset"}`. Errors
+    /// still go to stderr as one line.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Who the audit log records as making the changes [default: cli]; with `events`, a filter
+    ///
+    /// Every change a command makes (create, update, delete, activate,
+    /// deactivate, rotate) is recorded in the audit log with this name.
+    /// 1 to 128 characters, no control characters. With `keygate events`,
+    /// `--actor NAME` on the command line instead shows only the changes
+    /// made by NAME (KEYGATE_ACTOR is then ignored). Not used by `serve`:
+    /// over HTTP, the admin key's key id is recorded.
+    #[arg(
+        long,
+        env = "KEYGATE_ACTOR",
+        default_value = "cli",
+        hide_default_value = true,
+        value_name = "NAME",
+        value_parser = parse_actor,
+        global = true
+    )]
+    pub actor: String,
+
+    /// True when `--actor` was given on the command line (not from the
+    /// environment or the default); set by `main` after parsing.
+    #[arg(skip)]
+    pub actor_on_command_line: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,9 +134,15 @@ pub enum Command {
     Create(CreateArgs),
     /// List keys, newest first
     List(PageArgs),
-    /// Show one key by its id
-    Get(IdArg),
-    /// Change a key's name, description, scopes, expiry or status
+    /// Show one key by its id, its key id, or a whole key
+    ///
+    /// `keygate get ID` (entity id, 32 hex characters), `keygate get KEY_ID`
+    /// or `keygate get --key-id KEY_ID` (the public key id, 16 hex
+    /// characters), or `keygate get ak_v1-<key id>-<secret>`: a leaked key
+    /// leads to its entity in one step. Only the key id of a whole key is
+    /// used; its secret is neither checked nor printed.
+    Get(GetArgs),
+    /// Change a key's name, description, scopes, expiry, owner, meta or status
     Update(UpdateArgs),
     /// Delete a key for good (prints what was deleted)
     Delete(IdArg),
@@ -101,6 +150,23 @@ pub enum Command {
     Activate(IdArg),
     /// Deactivate a key: it is refused from now on (idempotent)
     Deactivate(IdArg),
+    /// Give a key a new secret and print it (shown only this once)
+    ///
+    /// Same entity: id, key id, scopes, owner, meta and history are kept;
+    /// only the secret changes. With `--grace`, the previous secret keeps
+    /// verifying for that long (so clients can switch over), then is
+    /// refused; without, it is refused at once. Rotating again ends any
+    /// earlier grace at once.
+    Rotate(RotateArgs),
+    /// Show the audit log: every change to keys, with who made it
+    ///
+    /// With ID, that key's events, oldest first (also for a deleted key);
+    /// without, the whole log, newest first. Each event lists the fields it
+    /// changed as `field: old → new`; never a secret, hash or plaintext key.
+    /// `--actor NAME` shows only the changes made by NAME (`cli`, a name
+    /// given with `--actor`, or an admin key's key id for changes made over
+    /// HTTP); KEYGATE_ACTOR is not used as a filter.
+    Events(EventsArgs),
     /// Check a plaintext key, and optionally that it holds scopes
     ///
     /// Exit 0 and the key's entity when it is valid, active, unexpired and
@@ -121,8 +187,9 @@ pub enum Command {
     /// Run the HTTP API: management routes, verify, OpenAPI, docs, health
     ///
     /// Routes: `/api-keys` (create, list, get, update, delete, activate,
-    /// deactivate, search, count; a key with the `keygate:admin` scope is
-    /// required), `POST /api-keys/verify` (open), `GET /openapi.json`,
+    /// deactivate, rotate, events, search, count) and `GET /audit` (a key
+    /// with the `keygate:admin` scope is required for all of them),
+    /// `POST /api-keys/verify` (open), `GET /openapi.json`,
     /// `GET /docs`, `GET /healthz` (200 when the database answers, 503 when
     /// not). Migrates the database on start. On SIGINT/SIGTERM, in-flight
     /// requests finish and pending `last_used_at` values are written before
@@ -150,6 +217,18 @@ pub struct CreateArgs {
     /// Create the key deactivated (activate it later with `keygate activate`)
     #[arg(long)]
     pub inactive: bool,
+    /// Who the key belongs to: your application's user, team or customer id
+    ///
+    /// Free text, 1 to 256 characters; find an owner's keys with `keygate
+    /// search --owner-id ID`.
+    #[arg(long, value_name = "ID")]
+    pub owner_id: Option<String>,
+    /// Your application's data on the key, as a JSON object
+    ///
+    /// E.g. `--meta '{"plan":"pro","region":"eu"}'`. Must be a JSON object
+    /// (at most 8 KiB); it is returned with the key, also on verify.
+    #[arg(long, value_name = "JSON", value_parser = parse_meta)]
+    pub meta: Option<Meta>,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +248,22 @@ pub struct IdArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group = ArgGroup::new("which").required(true))]
+pub struct GetArgs {
+    /// Entity id, key id, or a whole key; `-` reads it from stdin
+    ///
+    /// 32 hex characters: the entity id. 16 hex characters: the public key
+    /// id. `ak_v1-<key id>-<secret>`: a whole key, of which only the key id
+    /// is used (the secret is not checked). Reading from stdin keeps a
+    /// leaked key out of shell history: `printf %s "$KEY" | keygate get -`.
+    #[arg(value_name = "ID_OR_KEY_ID", group = "which")]
+    pub id: Option<String>,
+    /// Look the key up by its public key id (16 hex characters)
+    #[arg(long, value_name = "KEY_ID", group = "which")]
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
 #[command(group = ArgGroup::new("change").required(true).multiple(true))]
 pub struct UpdateArgs {
     /// The key's entity id (32 hex characters)
@@ -177,8 +272,11 @@ pub struct UpdateArgs {
     #[arg(long, group = "change")]
     pub name: Option<String>,
     /// New description (at most 1024 characters)
-    #[arg(long, group = "change")]
+    #[arg(long, conflicts_with = "clear_description", group = "change")]
     pub description: Option<String>,
+    /// Remove the description
+    #[arg(long, group = "change")]
+    pub clear_description: bool,
     /// Replace the scopes, comma-separated
     ///
     /// Replaces the whole list: `--scopes read,write`. `--scopes ''` removes
@@ -197,6 +295,76 @@ pub struct UpdateArgs {
     /// Deactivate the key
     #[arg(long, group = "change")]
     pub inactive: bool,
+    /// New owner: your application's user, team or customer id (1 to 256 characters)
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "clear_owner",
+        group = "change"
+    )]
+    pub owner_id: Option<String>,
+    /// Remove the owner
+    #[arg(long, group = "change")]
+    pub clear_owner: bool,
+    /// Replace the application data with this JSON object
+    ///
+    /// Replaces the whole object (no merge): `--meta '{"plan":"team"}'`.
+    /// Must be a JSON object of at most 8 KiB.
+    #[arg(long, value_name = "JSON", value_parser = parse_meta, conflicts_with = "clear_meta", group = "change")]
+    pub meta: Option<Meta>,
+    /// Remove the application data
+    #[arg(long, group = "change")]
+    pub clear_meta: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The key's entity id (32 hex characters)
+    pub id: String,
+    /// How long the previous secret keeps working [default: 0]
+    ///
+    /// A number with a unit: `90s`, `15m`, `1h`, `2d`, or combined (`1h30m`);
+    /// `0` (the default) refuses the previous secret at once. At most 30
+    /// days.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "0",
+        hide_default_value = true,
+        value_parser = parse_grace
+    )]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this key's events (entity id), oldest first; also for a deleted key
+    ///
+    /// Without it, the whole audit log, newest first.
+    pub id: Option<String>,
+    /// Only events of this action
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub action: Option<EventAction>,
+    /// Only events at or after this time (RFC 3339)
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Maximum number of events to print
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+    /// Number of matching events to skip (for paging)
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+}
+
+/// Audit actions, named as in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventAction {
+    Create,
+    Update,
+    Delete,
+    Activate,
+    Deactivate,
+    Rotate,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +400,12 @@ pub struct FilterArgs {
     /// Name is exactly this
     #[arg(long, value_name = "NAME", help_heading = "Filters")]
     pub name_exact: Option<String>,
+    /// Owner is exactly this
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub owner_id: Option<String>,
+    /// Public key id is exactly this (16 hex characters, the middle part of a key)
+    #[arg(long, value_name = "KEY_ID", help_heading = "Filters")]
+    pub key_id: Option<String>,
     /// Key holds every one of these scopes, comma-separated
     #[arg(
         long,
@@ -355,6 +529,78 @@ fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time such as 2030-01-31T00:00:00Z ({e})"))
 }
 
+/// Longest accepted `--actor`, in characters.
+const ACTOR_MAX: usize = 128;
+
+fn parse_actor(raw: &str) -> Result<String, String> {
+    let n = raw.chars().count();
+    if n == 0 || n > ACTOR_MAX {
+        return Err(format!("must be 1 to {ACTOR_MAX} characters"));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_meta(raw: &str) -> Result<Meta, String> {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err("must be a JSON object, e.g. '{\"plan\":\"pro\"}'".to_owned()),
+        Err(e) => Err(format!("not valid JSON ({e})")),
+    }
+}
+
+/// A grace period for `rotate`: a duration of at most 30 days.
+fn parse_grace(raw: &str) -> Result<Duration, String> {
+    let grace = parse_duration(raw)?;
+    if grace > keygate::MAX_GRACE {
+        return Err("must be at most 30 days (30d)".to_owned());
+    }
+    Ok(grace)
+}
+
+/// `90s`, `15m`, `1h`, `2d`, `1h30m`, or `0`: one or more number + unit
+/// (`s`, `m`, `h`, `d`) pairs.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration such as 90s, 15m, 1h, 2d or 0";
+    let text = raw.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(HINT.to_owned());
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(HINT.to_owned());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| HINT.to_owned())?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let seconds = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "" => return Err(format!("{HINT} (missing unit)")),
+            _ => return Err(HINT.to_owned()),
+        };
+        rest = &rest[unit_len..];
+        total = number
+            .checked_mul(seconds)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| HINT.to_owned())?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +609,48 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("0"), Ok(0));
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("15m"), Ok(900));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("2d"), Ok(172_800));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("0s"), Ok(0));
+        assert!(parse_grace("30d").is_ok() && parse_grace("30d1s").is_err());
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "-1h",
+            "1.5h",
+            "1 h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn meta_must_be_an_object() {
+        assert_eq!(parse_meta(r#"{"plan":"pro"}"#).unwrap()["plan"], "pro");
+        for bad in ["[1]", "\"x\"", "3", "null", "{", ""] {
+            let err = parse_meta(bad).unwrap_err();
+            assert!(err.contains("JSON"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn actors() {
+        assert!(parse_actor("alice").is_ok());
+        assert!(parse_actor("").is_err());
+        assert!(parse_actor("a\nb").is_err());
+        assert!(parse_actor(&"x".repeat(ACTOR_MAX + 1)).is_err());
     }
 
     #[test]

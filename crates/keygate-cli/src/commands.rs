@@ -1,5 +1,6 @@
 //! Runs a parsed command line and returns what to print.
 
+mod audit;
 mod keys;
 mod offline;
 mod query;
@@ -28,6 +29,8 @@ pub async fn run(cli: Cli) -> Result<Report> {
         other => other,
     };
     let (service, repo) = store::open_service(&global).await?;
+    // Every change below is recorded in the audit log as made by this actor.
+    let service = service.with_actor(global.actor.as_str());
     let report = match command {
         Command::Create(args) => keys::create(&service, args).await,
         Command::List(args) => keys::list(&service, args).await,
@@ -36,6 +39,12 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Delete(args) => keys::delete(&service, args).await,
         Command::Activate(args) => keys::activate(&service, args).await,
         Command::Deactivate(args) => keys::deactivate(&service, args).await,
+        Command::Rotate(args) => keys::rotate(&service, args).await,
+        Command::Events(args) => {
+            // Given on the command line, `--actor` is a filter here.
+            let actor = global.actor_on_command_line.then(|| global.actor.clone());
+            audit::events(&service, args, actor).await
+        }
         Command::Verify(args) => keys::verify(&service, args).await,
         Command::Search(args) => query::search(&service, args).await,
         Command::Count(args) => query::count(&service, args).await,

@@ -13,12 +13,17 @@ mod table;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `events --actor NAME` filters by NAME; KEYGATE_ACTOR alone does not.
+    cli.global.actor_on_command_line =
+        matches.value_source("actor") == Some(ValueSource::CommandLine);
     let json = cli.global.json;
     logging::init(match &cli.command {
         Command::Serve(args) => Some(args.log_format),

@@ -5,15 +5,18 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, SecondsFormat, Utc};
-use keygate::{ApiKey, PlainKey, Secret};
+use keygate::{ApiKey, AuditEvent, PlainKey, Secret};
 use serde_json::{json, Value};
 
 use crate::table::{sanitize, Cell, Table};
 
 /// The result of a command, before formatting.
 pub enum Report {
-    /// A new key: the only report that carries a plaintext key of a stored key.
+    /// A new key: with `Rotated`, the only reports that carry a plaintext
+    /// key of a stored key.
     Created { entity: ApiKey, key: PlainKey },
+    /// A key with a new secret (`rotate`), printed once like `Created`.
+    Rotated { entity: ApiKey, key: PlainKey },
     /// One key, with a headline for people (`get`, `update`, `verify`, ...).
     Entity {
         headline: Option<String>,
@@ -30,6 +33,13 @@ pub enum Report {
     },
     /// `count`.
     Count(u64),
+    /// A page of `events` with the total number of matches.
+    Events {
+        items: Vec<AuditEvent>,
+        total: u64,
+        limit: u64,
+        offset: u64,
+    },
     /// `generate`: a key that is not stored anywhere.
     Generated { var: String, key: PlainKey },
     /// `pepper`.
@@ -55,7 +65,9 @@ impl Report {
 
     fn to_json(&self) -> Option<Value> {
         Some(match self {
-            Report::Created { entity, key } => json!({"api_key": key.expose(), "entity": entity}),
+            Report::Created { entity, key } | Report::Rotated { entity, key } => {
+                json!({"api_key": key.expose(), "entity": entity})
+            }
             Report::Entity { entity, .. } => json!(entity),
             Report::List(items) => json!(items),
             Report::Page {
@@ -65,6 +77,12 @@ impl Report {
                 offset,
             } => json!({"items": items, "total": total, "limit": limit, "offset": offset}),
             Report::Count(total) => json!({ "total": total }),
+            Report::Events {
+                items,
+                total,
+                limit,
+                offset,
+            } => json!({"items": items, "total": total, "limit": limit, "offset": offset}),
             Report::Generated { var, key } => json!({"name": var, "api_key": key.expose()}),
             Report::Pepper(p) => json!({ "pepper": p.expose() }),
             Report::Migrated => json!({"status": "ok"}),
@@ -74,12 +92,22 @@ impl Report {
 
     fn to_text(&self) -> String {
         match self {
-            Report::Created { entity, key } => {
-                let bold = Style::new().bold();
-                let key_style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
+            Report::Created { entity, key } => format!(
+                "{}{}",
+                new_key("API key created.", "Store it now", key),
+                entity_view(entity)
+            ),
+            Report::Rotated { entity, key } => {
+                let previous = match running_grace(entity) {
+                    Some(until) => format!(
+                        "The previous secret keeps working until {}, then is refused.",
+                        time(Some(until), "-")
+                    ),
+                    None => "The previous secret is refused from now on.".to_owned(),
+                };
                 format!(
-                    "{bold}API key created.{bold:#} Store it now: it is shown only this once and cannot be recovered.\n\n    {key_style}{}{key_style:#}\n\n{}",
-                    key.expose(),
+                    "{}{previous}\n\n{}",
+                    new_key("API key rotated.", "Store the new key now", key),
                     entity_view(entity)
                 )
             }
@@ -104,6 +132,21 @@ impl Report {
                 ),
             },
             Report::Count(total) => format!("{total}\n"),
+            Report::Events {
+                items,
+                total,
+                offset,
+                ..
+            } => match items.len() {
+                0 if *total == 0 => "no events match\n".to_owned(),
+                0 => format!("no events on this page ({total} matching)\n"),
+                n => format!(
+                    "{}{}-{} of {total} events\n",
+                    events_table(items),
+                    offset + 1,
+                    offset + n as u64
+                ),
+            },
             Report::Generated { var, key } => format!("{var}={}\n", key.expose()),
             Report::Pepper(p) => format!("API_KEY_PEPPER={}\n", p.expose()),
             Report::Migrated => "database schema is up to date\n".to_owned(),
@@ -120,6 +163,25 @@ pub fn print(text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// The headline and the plaintext key of `create` and `rotate`, followed by
+/// a blank line.
+fn new_key(headline: &str, store: &str, key: &PlainKey) -> String {
+    let bold = Style::new().bold();
+    let key_style = Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()));
+    format!(
+        "{bold}{headline}{bold:#} {store}: it is shown only this once and cannot be recovered.\n\n    {key_style}{}{key_style:#}\n\n",
+        key.expose()
+    )
+}
+
+/// Until when the previous secret still verifies, if it still does (the
+/// JSON shows `null` once that time has passed; so does this).
+fn running_grace(entity: &ApiKey) -> Option<DateTime<Utc>> {
+    entity
+        .previous_secret_expires_at
+        .filter(|t| *t > Utc::now())
 }
 
 fn time(t: Option<DateTime<Utc>>, none: &str) -> String {
@@ -186,6 +248,29 @@ fn entity_view(e: &ApiKey) -> String {
         time(e.last_used_at, "never").into(),
     ]);
     t.row(vec![label("expires_at"), expiry_cell(e)]);
+    t.row(vec![
+        label("owner_id"),
+        e.owner_id.as_deref().unwrap_or("-").into(),
+    ]);
+    t.row(vec![
+        label("meta"),
+        e.meta
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |m| Value::Object(m.clone()).to_string())
+            .into(),
+    ]);
+    if let Some(until) = running_grace(e) {
+        t.row(vec![
+            label("previous_secret_expires_at"),
+            Cell::styled(
+                format!(
+                    "{} (the previous secret still works)",
+                    time(Some(until), "-")
+                ),
+                Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+            ),
+        ]);
+    }
     t.render()
 }
 
@@ -197,6 +282,7 @@ fn keys_table(items: &[ApiKey]) -> String {
         "ID",
         "KEY ID",
         "NAME",
+        "OWNER",
         "STATUS",
         "SCOPES",
         "CREATED",
@@ -208,6 +294,7 @@ fn keys_table(items: &[ApiKey]) -> String {
             e.id.as_str().into(),
             e.key_id.as_str().into(),
             sanitize(e.name.as_deref().unwrap_or("-")).into(),
+            short(e.owner_id.as_deref().unwrap_or("-"), OWNER_WIDTH).into(),
             active_cell(e),
             scopes(e).into(),
             time(Some(e.created_at), "-").into(),
@@ -216,6 +303,79 @@ fn keys_table(items: &[ApiKey]) -> String {
         ]);
     }
     t.render()
+}
+
+/// Widest owner shown in the list table (the detail view shows it whole).
+const OWNER_WIDTH: usize = 24;
+/// Widest old or new value shown in the events table (JSON has them whole).
+const VALUE_WIDTH: usize = 40;
+
+/// `text` cut to `max` characters, with `…` when cut.
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn events_table(items: &[AuditEvent]) -> String {
+    let mut t = Table::with_header(["TIME", "ACTION", "KEY ID", "ACTOR", "CHANGES"]);
+    for e in items {
+        t.row(vec![
+            time(Some(e.at), "-").into(),
+            e.action.as_str().into(),
+            e.key_id.as_str().into(),
+            short(&e.actor, OWNER_WIDTH).into(),
+            changes_summary(&e.changes).into(),
+        ]);
+    }
+    t.render()
+}
+
+/// `field: old → new; …`, each value shortened. A new secret shows as
+/// `secret: replaced` (the log never holds the secret or its hash).
+fn changes_summary(changes: &serde_json::Map<String, Value>) -> String {
+    if changes.is_empty() {
+        return "-".to_owned();
+    }
+    changes
+        .iter()
+        .map(|(field, pair)| {
+            if field == "secret" {
+                return "secret: replaced".to_owned();
+            }
+            let (old, new) = match pair.as_array().map(Vec::as_slice) {
+                Some([old, new]) => (old, new),
+                _ => return format!("{field}: {}", change_value(field, pair)),
+            };
+            format!(
+                "{field}: {} → {}",
+                change_value(field, old),
+                change_value(field, new)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One old or new value of a change, as the entity view would show it.
+fn change_value(field: &str, value: &Value) -> String {
+    let text = match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) if field.ends_with("_at") => DateTime::parse_from_rfc3339(s)
+            .map_or_else(|_| s.clone(), |t| time(Some(t.with_timezone(&Utc)), "-")),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    short(&text, VALUE_WIDTH)
 }
 
 #[cfg(test)]
@@ -234,6 +394,10 @@ mod tests {
             last_used_at: None,
             expires_at: None,
             scopes: ScopeSet::new(["read", "write"]).unwrap(),
+            owner_id: Some("team-7".into()),
+            meta: Some(json!({"plan": "pro"}).as_object().unwrap().clone()),
+            previous_secret_expires_at: Some(Utc::now() + chrono::TimeDelta::hours(1)),
+            previous_key_hash: Some("$argon2id$OLDHASH".into()),
             key_hash: "$argon2id$HASH".into(),
             key_secret_first: "QQQQ".into(),
             key_secret_last: "ZZZZ".into(),
@@ -256,6 +420,7 @@ mod tests {
                     !text.contains("HASH") && !text.contains("QQQQ") && !text.contains("ZZZZ"),
                     "{text}"
                 );
+                assert!(text.contains("team-7"), "{text}");
             }
         }
     }
@@ -275,5 +440,55 @@ mod tests {
         assert_eq!(v["total"], 7);
         assert_eq!(v["items"][0]["scopes"], json!(["read", "write"]));
         assert_eq!(v["items"][0]["last_used_at"], Value::Null);
+    }
+
+    #[test]
+    fn the_entity_view_shows_owner_meta_and_a_running_grace() {
+        let mut k = key();
+        let text = Report::Entity {
+            headline: None,
+            entity: k.clone(),
+        }
+        .render(false);
+        for expected in [
+            "owner_id",
+            "team-7",
+            r#"{"plan":"pro"}"#,
+            "previous_secret_expires_at",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        k.previous_secret_expires_at = Some(Utc::now() - chrono::TimeDelta::seconds(1));
+        let text = Report::Entity {
+            headline: None,
+            entity: k,
+        }
+        .render(false);
+        assert!(!text.contains("previous_secret"), "grace over: {text}");
+    }
+
+    #[test]
+    fn changes_are_summarised_field_by_field() {
+        let changes = json!({
+            "description": ["old", null],
+            "expires_at": [null, "2099-01-01T00:00:00.123456Z"],
+            "meta": [null, {"plan": "pro"}],
+            "scopes": [["read"], ["read", "write"]],
+            "secret": ["(hidden)", "(hidden)"],
+            "name": ["a", "x".repeat(100)],
+        });
+        let text = changes_summary(changes.as_object().unwrap());
+        for part in [
+            "description: old → -",
+            "expires_at: - → 2099-01-01T00:00:00Z",
+            r#"meta: - → {"plan":"pro"}"#,
+            "scopes: read → read,write",
+            "secret: replaced",
+            "…",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(!text.contains("hidden"), "{text}");
+        assert_eq!(changes_summary(&serde_json::Map::new()), "-");
     }
 }

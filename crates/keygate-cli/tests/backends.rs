@@ -144,9 +144,42 @@ fn command_sequence(env: &Env, _: &Fresh) {
         "read,api:write",
     ]);
     assert_eq!(updated["scopes"], serde_json::json!(["read", "api:write"]));
+    let owned = env.json(&[
+        "update",
+        reader_id,
+        "--owner-id",
+        "team-1",
+        "--meta",
+        r#"{"plan":"pro"}"#,
+    ]);
+    assert_eq!(owned["meta"], serde_json::json!({"plan": "pro"}));
+    assert_eq!(env.json(&["count", "--owner-id", "team-1"])["total"], 1);
+    let key_id = reader["key_id"].as_str().unwrap();
+    assert_eq!(env.json(&["get", key_id])["id"], reader_id);
+    let rotated = env.json(&["--actor", "alice", "rotate", reader_id, "--grace", "1h"]);
+    let new_key = rotated["api_key"].as_str().unwrap();
+    env.json(&["verify", new_key]);
+    env.json(&["verify", &reader_key]);
     env.json(&["delete", admin["id"].as_str().unwrap()]);
     let (_, err) = env.fails(&["verify", &admin_key], 1);
     assert_eq!(err, "keygate: API key not found\n");
+    let events = env.json(&["events", reader_id]);
+    let actions: Vec<_> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "deactivate", "update", "update", "rotate"]
+    );
+    assert_eq!(events["items"][4]["actor"], "alice");
+    assert_eq!(
+        env.json(&["events", admin["id"].as_str().unwrap()])["total"],
+        2
+    );
+    assert_eq!(env.json(&["events", "--action", "create"])["total"], 3);
     // A table for people works the same on every backend.
     assert!(env.ok(&["list"]).starts_with("ID"));
 }

@@ -58,10 +58,16 @@ fn create_json_has_the_key_and_the_public_entity_only() {
             "is_active",
             "key_id",
             "last_used_at",
+            "meta",
             "name",
+            "owner_id",
+            "previous_secret_expires_at",
             "scopes"
         ]
     );
+    assert_eq!(v["entity"]["owner_id"], Value::Null);
+    assert_eq!(v["entity"]["meta"], Value::Null);
+    assert_eq!(v["entity"]["previous_secret_expires_at"], Value::Null);
     assert_eq!(v["entity"]["is_active"], false);
     assert_eq!(
         v["entity"]["scopes"],
@@ -159,6 +165,7 @@ fn list_pages_newest_first_in_json_and_as_a_table() {
     for col in [
         "KEY ID",
         "NAME",
+        "OWNER",
         "STATUS",
         "SCOPES",
         "CREATED",
@@ -359,6 +366,8 @@ fn help_explains_every_command_and_flag() {
         "delete",
         "activate",
         "deactivate",
+        "rotate",
+        "events",
         "verify",
         "search",
         "count",
@@ -371,7 +380,13 @@ fn help_explains_every_command_and_flag() {
         "--pepper",
         "API_KEY_PEPPER",
         "--json",
+        "--actor",
+        "KEYGATE_ACTOR",
         "keygate:admin",
+        "keygate get ak_v1-",
+        "keygate get -",
+        "keygate rotate ID --grace 1h",
+        "keygate events ID",
     ] {
         assert!(text.contains(word), "{word} missing from --help");
     }
@@ -383,6 +398,8 @@ fn help_explains_every_command_and_flag() {
     for flag in [
         "--name-contains",
         "--name-exact",
+        "--owner-id",
+        "--key-id",
         "--scopes-contain-all",
         "--scopes-contain-any",
         "--expires-before",

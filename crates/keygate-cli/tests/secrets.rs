@@ -32,11 +32,15 @@ fn the_plaintext_key_appears_exactly_once_across_every_command() {
     let secret = key.rsplit('-').next().unwrap().to_owned();
     let id_line = text.lines().find(|l| l.starts_with("id ")).unwrap();
     let id = id_line.split_whitespace().nth(1).unwrap().to_owned();
+    let key_id = key.split('-').nth(1).unwrap().to_owned();
 
     for json in [false, true] {
-        let steps: [(&[&str], Option<&str>); 11] = [
+        let steps: [(&[&str], Option<&str>); 14] = [
             (&["list"], None),
             (&["get", &id], None),
+            (&["get", "-"], Some(&key)),
+            (&["get", "--key-id", &key_id], None),
+            (&["events", &id], None),
             (&["search", "--scopes-contain-all", "read"], None),
             (&["count"], None),
             (&["update", &id, "--description", "still secret"], None),
@@ -54,6 +58,8 @@ fn the_plaintext_key_appears_exactly_once_across_every_command() {
     }
     run(&["--json", "delete", &id], None);
     run(&["get", &id], None);
+    run(&["events", &id], None);
+    run(&["--json", "events"], None);
 
     assert_eq!(transcript.matches(&key).count(), 1, "{transcript}");
     assert_eq!(transcript.matches(&secret).count(), 1);

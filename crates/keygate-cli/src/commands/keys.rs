@@ -1,13 +1,13 @@
 //! Commands on single keys: create, list, get, update, delete, activate,
-//! deactivate, verify.
+//! deactivate, rotate, verify.
 
 use std::io::Read;
 
 use anyhow::{Context, Result};
-use keygate::{ApiKeyService, ApiKeyUpdate, NewApiKey};
+use keygate::{ApiKey, ApiKeyService, ApiKeyUpdate, NewApiKey, KEY_ID_LEN};
 use zeroize::Zeroizing;
 
-use crate::cli::{CreateArgs, IdArg, PageArgs, UpdateArgs, VerifyArgs};
+use crate::cli::{CreateArgs, GetArgs, IdArg, PageArgs, RotateArgs, UpdateArgs, VerifyArgs};
 use crate::output::Report;
 
 pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report> {
@@ -17,6 +17,8 @@ pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report>
         is_active: !args.inactive,
         expires_at: args.expires_at,
         scopes: non_empty(args.scopes),
+        owner_id: args.owner_id,
+        meta: args.meta,
         ..NewApiKey::default()
     };
     let (entity, key) = service.create(new).await?;
@@ -28,22 +30,49 @@ pub async fn list(service: &ApiKeyService, args: PageArgs) -> Result<Report> {
     Ok(Report::List(service.list(args.offset, args.limit).await?))
 }
 
-pub async fn get(service: &ApiKeyService, args: IdArg) -> Result<Report> {
-    let entity = service.get(&args.id).await?;
+pub async fn get(service: &ApiKeyService, args: GetArgs) -> Result<Report> {
+    let entity = match (args.key_id, args.id) {
+        (Some(key_id), _) => service.get_by_key_id(&key_id).await?,
+        (None, Some(raw)) => {
+            // May be a whole key: zeroized on drop, never echoed.
+            let raw = Zeroizing::new(raw);
+            let text = if raw.as_str() == "-" {
+                read_stdin("cannot read the id from stdin")?
+            } else {
+                raw
+            };
+            lookup(service, text.trim()).await?
+        }
+        (None, None) => unreachable!("clap requires an id or --key-id"),
+    };
     Ok(Report::Entity {
         headline: None,
         entity,
     })
 }
 
+/// Finds a key by whatever identifies it: a whole key (only its key id is
+/// used; the secret is not checked), a key id (16 hex), else an entity id.
+async fn lookup(service: &ApiKeyService, text: &str) -> Result<ApiKey, keygate::Error> {
+    if let Ok(parsed) = service.key_format().parse(text) {
+        return service.get_by_key_id(parsed.key_id).await;
+    }
+    if text.len() == KEY_ID_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return service.get_by_key_id(text).await;
+    }
+    service.get(text).await
+}
+
 pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report> {
     let change = ApiKeyUpdate {
         name: args.name,
-        description: args.description,
+        description: set_or_clear(args.description, args.clear_description),
         is_active: tri_state(args.active, args.inactive),
         scopes: args.scopes.map(non_empty),
         expires_at: args.expires_at,
         clear_expires: args.clear_expires,
+        owner_id: set_or_clear(args.owner_id, args.clear_owner),
+        meta: set_or_clear(args.meta, args.clear_meta),
     };
     let entity = service.update(&args.id, change).await?;
     Ok(Report::Entity {
@@ -76,13 +105,15 @@ pub async fn deactivate(service: &ApiKeyService, args: IdArg) -> Result<Report> 
     })
 }
 
+pub async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report> {
+    let (entity, key) = service.rotate(&args.id, args.grace).await?;
+    tracing::info!(id = %entity.id, key_id = %entity.key_id, "API key rotated");
+    Ok(Report::Rotated { entity, key })
+}
+
 pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report> {
     let key = if args.key == "-" {
-        let mut buf = Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_to_string(&mut buf)
-            .context("cannot read the key from stdin")?;
-        Zeroizing::new(buf.trim().to_owned())
+        read_stdin("cannot read the key from stdin")?
     } else {
         Zeroizing::new(args.key)
     };
@@ -92,6 +123,22 @@ pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report>
         headline: Some("API key valid.".into()),
         entity: (*entity).clone(),
     })
+}
+
+/// All of stdin, trimmed, zeroized on drop.
+fn read_stdin(what: &'static str) -> Result<Zeroizing<String>> {
+    let mut buf = Zeroizing::new(String::new());
+    std::io::stdin().read_to_string(&mut buf).context(what)?;
+    Ok(Zeroizing::new(buf.trim().to_owned()))
+}
+
+/// `--x VALUE` / `--clear-x` (clap makes them exclusive) as a partial update.
+fn set_or_clear<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
+    if clear {
+        Some(None)
+    } else {
+        value.map(Some)
+    }
 }
 
 /// `--scopes ''` parses as one empty string: it means "no scopes".

@@ -36,6 +36,8 @@ fn filter(args: FilterArgs) -> ApiKeyFilter {
         never_used: tri_state(args.never_used, args.used),
         name_contains: args.name_contains,
         name_exact: args.name_exact,
+        owner_id: args.owner_id,
+        key_id: args.key_id,
         scopes_contain_all: args.scopes_contain_all,
         scopes_contain_any: args.scopes_contain_any,
         expires_before: args.expires_before,

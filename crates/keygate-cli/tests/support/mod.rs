@@ -99,6 +99,7 @@ pub fn bare_cmd() -> Command {
         "RUST_LOG",
         "KEYGATE_ENV",
         "KEYGATE_LOG_FORMAT",
+        "KEYGATE_ACTOR",
         "CLICOLOR_FORCE",
     ] {
         cmd.env_remove(var);
@@ -203,6 +204,7 @@ impl Server {
             "RUST_LOG",
             "KEYGATE_ENV",
             "KEYGATE_LOG_FORMAT",
+            "KEYGATE_ACTOR",
             "DATABASE_URL",
         ] {
             cmd.env_remove(var);

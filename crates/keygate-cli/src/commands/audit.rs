@@ -1,0 +1,58 @@
+//! `events`: the audit log, for one key or for every key.
+
+use anyhow::Result;
+use keygate::{ApiKeyService, AuditAction, EventFilter};
+
+use crate::cli::{EventAction, EventsArgs};
+use crate::output::Report;
+
+/// One key's events oldest first (`ID` given), else the whole log newest
+/// first. `actor` filters by who made the changes.
+pub async fn events(
+    service: &ApiKeyService,
+    args: EventsArgs,
+    actor: Option<String>,
+) -> Result<Report> {
+    let base = match &args.id {
+        Some(id) => EventFilter::for_key(id.as_str()),
+        None => EventFilter::default(),
+    };
+    let filter = EventFilter {
+        action: args.action.map(action),
+        actor,
+        since: args.since,
+        offset: args.offset,
+        limit: Some(args.limit),
+        ..base
+    };
+    let items = service.events(&filter).await?;
+    let total = service.count_events(&filter).await?;
+    if let (0, Some(id)) = (total, &args.id) {
+        // A deleted key still has its events: "not found" only when there
+        // is neither a key nor any event for this id.
+        if service
+            .count_events(&EventFilter::for_key(id.as_str()))
+            .await?
+            == 0
+        {
+            service.get(id).await?;
+        }
+    }
+    Ok(Report::Events {
+        items,
+        total,
+        limit: args.limit,
+        offset: args.offset,
+    })
+}
+
+fn action(a: EventAction) -> AuditAction {
+    match a {
+        EventAction::Create => AuditAction::Create,
+        EventAction::Update => AuditAction::Update,
+        EventAction::Delete => AuditAction::Delete,
+        EventAction::Activate => AuditAction::Activate,
+        EventAction::Deactivate => AuditAction::Deactivate,
+        EventAction::Rotate => AuditAction::Rotate,
+    }
+}
