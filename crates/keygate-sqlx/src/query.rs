@@ -430,6 +430,10 @@ fn push_event_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &EventFilter)
         next(qb);
         D::text_eq(qb, "entity_id", id.clone());
     }
+    if let Some(key_id) = &f.key_id {
+        next(qb);
+        D::text_eq(qb, "key_id", key_id.clone());
+    }
     if let Some(action) = f.action {
         next(qb);
         qb.push("action = ");

@@ -144,6 +144,9 @@ impl Audit {
 pub struct EventFilter {
     /// Only events of this entity.
     pub entity_id: Option<String>,
+    /// Only events of the key with this public key id (works after the key
+    /// is deleted, when no look-up can give its entity id).
+    pub key_id: Option<String>,
     /// Only events of this action.
     pub action: Option<AuditAction>,
     /// Only events by this actor (exact).
@@ -162,6 +165,7 @@ impl Default for EventFilter {
     fn default() -> Self {
         Self {
             entity_id: None,
+            key_id: None,
             action: None,
             actor: None,
             since: None,
@@ -187,6 +191,7 @@ impl EventFilter {
         self.entity_id
             .as_deref()
             .is_none_or(|id| event.entity_id == id)
+            && self.key_id.as_deref().is_none_or(|k| event.key_id == k)
             && self.action.is_none_or(|a| event.action == a)
             && self.actor.as_deref().is_none_or(|a| event.actor == a)
             && self.since.is_none_or(|t| event.at >= t)

@@ -63,7 +63,7 @@ pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_
 pub use memory::InMemoryRepository;
 pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};
-pub use service::{ApiKeyService, DEFAULT_ACTOR, MAX_GRACE};
+pub use service::{ApiKeyService, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
 
 /// The storage traits, to call a store's methods directly:
 /// `use keygate::prelude::*;`.

@@ -37,6 +37,9 @@ pub(crate) struct Inner {
 /// Longest grace period a rotation may give the replaced secret: 30 days.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Longest actor name kept in the audit log, in characters.
+pub const ACTOR_MAX: usize = 256;
+
 /// Who changes keys when no one else is named ([`ApiKeyService::with_actor`]).
 pub const DEFAULT_ACTOR: &str = "system";
 
@@ -98,7 +101,8 @@ impl ApiKeyService {
     }
 
     /// The same service, recording its changes in the audit log as made by
-    /// `actor` (an admin key's key id, `cli`, a user name…).
+    /// `actor` (an admin key's key id, `cli`, a user name…), cut to its
+    /// first 256 characters ([`ACTOR_MAX`]).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -110,9 +114,14 @@ impl ApiKeyService {
     /// # });
     /// ```
     pub fn with_actor(&self, actor: impl Into<String>) -> Self {
+        let actor: String = actor.into();
+        let actor = match actor.char_indices().nth(ACTOR_MAX) {
+            Some((cut, _)) => &actor[..cut],
+            None => &actor,
+        };
         Self {
             inner: self.inner.clone(),
-            actor: Arc::from(actor.into()),
+            actor: Arc::from(actor),
         }
     }
 

@@ -123,6 +123,14 @@ pub async fn events_filter_order_and_page(repo: Repo) {
             ..EventFilter::default()
         },
         EventFilter {
+            key_id: Some(all[0].key_id.clone()),
+            ..EventFilter::default()
+        },
+        EventFilter {
+            key_id: Some(all[0].key_id[..8].to_owned()),
+            ..EventFilter::default()
+        },
+        EventFilter {
             actor: Some("even".into()),
             newest_first: false,
             offset: 2,
@@ -203,4 +211,17 @@ pub async fn failed_changes_write_no_event(repo: Repo) {
     let events = repo.events(&EventFilter::default()).await.unwrap();
     assert_eq!(events.len(), 2, "only the two creates: {events:?}");
     assert!(events.iter().all(|e| e.action == AuditAction::Create));
+}
+
+/// Actor names are kept whole up to 256 characters and cut beyond.
+pub async fn long_actor_names_are_kept_or_cut(repo: Repo) {
+    let svc = service(repo.clone());
+    let long = "é".repeat(crate::ACTOR_MAX);
+    let (k, _) = svc
+        .with_actor(format!("{long}-and-more"))
+        .create(NewApiKey::named("k"))
+        .await
+        .unwrap();
+    let events = repo.events(&EventFilter::for_key(&k.id)).await.unwrap();
+    assert_eq!(events[0].actor, long);
 }

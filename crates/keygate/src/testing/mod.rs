@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             events_filter_order_and_page,
             events_survive_deletion,
             failed_changes_write_no_event,
+            long_actor_names_are_kept_or_cut,
             verify_outcomes,
             manage_through_service,
             rotation_through_service,
