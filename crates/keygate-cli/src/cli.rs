@@ -338,7 +338,7 @@ pub struct RotateArgs {
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Only this key's events (entity id), oldest first; also for a deleted key
+    /// Only this key's events (entity id or key id), oldest first; also for a deleted key
     ///
     /// Without it, the whole audit log, newest first.
     pub id: Option<String>,

@@ -237,6 +237,12 @@ fn a_deleted_keys_events_stay() {
     assert_eq!(page["items"][1]["actor"], "carol");
     assert_eq!(page["items"][1]["changes"]["name"], json!(["gone", null]));
     assert!(env.ok(&["events", &id]).contains("delete"));
+    // By the public key id too (what a leaked key shows), after deletion.
+    let key_id = page["items"][0]["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        actions(&env.json(&["events", &key_id])),
+        ["create", "delete"]
+    );
     // A filter that matches nothing is not "not found"…
     assert_eq!(
         env.ok(&["events", &id, "--action", "rotate"]),
@@ -250,7 +256,14 @@ fn a_deleted_keys_events_stay() {
     // …an id with neither key nor event is.
     for json in [false, true] {
         let args = [
-            &["events", "0123456789abcdef0123456789abcdef"][..],
+            &[
+                "events",
+                if json {
+                    "0123456789abcdef0123456789abcdef"
+                } else {
+                    "0123456789abcdef"
+                },
+            ][..],
             if json { &["--json"] } else { &[] },
         ]
         .concat();

@@ -14,6 +14,13 @@ pub async fn events(
     actor: Option<String>,
 ) -> Result<Report> {
     let base = match &args.id {
+        // A public key id (16 hex characters) finds a key's events even
+        // after the key is deleted.
+        Some(id) if keygate::KeyId::parse(id).is_ok() => EventFilter {
+            key_id: Some(id.clone()),
+            newest_first: false,
+            ..EventFilter::default()
+        },
         Some(id) => EventFilter::for_key(id.as_str()),
         None => EventFilter::default(),
     };
@@ -30,12 +37,17 @@ pub async fn events(
     if let (0, Some(id)) = (total, &args.id) {
         // A deleted key still has its events: "not found" only when there
         // is neither a key nor any event for this id.
-        if service
-            .count_events(&EventFilter::for_key(id.as_str()))
-            .await?
-            == 0
-        {
-            service.get(id).await?;
+        let any = EventFilter {
+            action: None,
+            actor: None,
+            since: None,
+            ..filter.clone()
+        };
+        if service.count_events(&any).await? == 0 {
+            match service.get(id).await {
+                Err(keygate::Error::NotFound) => service.get_by_key_id(id).await.map(drop)?,
+                other => other.map(drop)?,
+            }
         }
     }
     Ok(Report::Events {
