@@ -31,12 +31,14 @@
 
 mod codec;
 mod error;
+mod events;
 mod mysql;
 mod postgres;
 mod query;
 mod repository;
 mod schema;
 mod sqlite;
+mod write;
 
 use std::fmt;
 use std::time::Duration;
@@ -156,7 +158,7 @@ macro_rules! store_impls {
                 audit: &keygate::Audit,
             ) -> Result<(), keygate::StoreError> {
                 self.schema.writable::<$dialect>(&self.pool).await?;
-                crate::query::insert::<$dialect>(&self.pool, key, audit).await
+                crate::write::insert::<$dialect>(&self.pool, key, audit).await
             }
             async fn update(
                 &self,
@@ -165,7 +167,7 @@ macro_rules! store_impls {
                 audit: &keygate::Audit,
             ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
                 self.schema.writable::<$dialect>(&self.pool).await?;
-                crate::query::update::<$dialect>(&self.pool, id, change, audit).await
+                crate::write::update::<$dialect>(&self.pool, id, change, audit).await
             }
             async fn delete(
                 &self,
@@ -173,7 +175,7 @@ macro_rules! store_impls {
                 audit: &keygate::Audit,
             ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
                 self.schema.writable::<$dialect>(&self.pool).await?;
-                crate::query::delete::<$dialect>(&self.pool, id, audit).await
+                crate::write::delete::<$dialect>(&self.pool, id, audit).await
             }
             async fn touch(
                 &self,
@@ -209,13 +211,13 @@ macro_rules! store_impls {
                 &self,
                 filter: &keygate::EventFilter,
             ) -> Result<Vec<keygate::AuditEvent>, keygate::StoreError> {
-                crate::query::events::<$dialect>(&self.pool, filter).await
+                crate::events::events::<$dialect>(&self.pool, filter).await
             }
             async fn count_events(
                 &self,
                 filter: &keygate::EventFilter,
             ) -> Result<u64, keygate::StoreError> {
-                crate::query::count_events::<$dialect>(&self.pool, filter).await
+                crate::events::count_events::<$dialect>(&self.pool, filter).await
             }
         }
     };

@@ -101,7 +101,7 @@ impl Dialect for MySqlDialect {
         query::decode_row::<Self>(row)
     }
     fn decode_event(row: &MySqlRow) -> Result<AuditEvent, StoreError> {
-        query::decode_event::<Self>(row)
+        crate::events::decode_event::<Self>(row)
     }
     fn time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         row.try_get::<Option<NaiveDateTime>, _>(column)

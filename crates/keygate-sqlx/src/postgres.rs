@@ -98,7 +98,7 @@ impl Dialect for PgDialect {
         query::decode_row::<Self>(row)
     }
     fn decode_event(row: &PgRow) -> Result<AuditEvent, StoreError> {
-        query::decode_event::<Self>(row)
+        crate::events::decode_event::<Self>(row)
     }
     fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         time(row, column)

@@ -7,10 +7,7 @@
 //! ties broken by id in the same direction, names compared by bytes.
 
 use chrono::{DateTime, Utc};
-use keygate::{
-    ApiKey, ApiKeyFilter, Audit, AuditEvent, EventFilter, KeyChange, Meta, OrderBy, ScopeSet,
-    StoreError,
-};
+use keygate::{ApiKey, ApiKeyFilter, AuditEvent, Meta, OrderBy, ScopeSet, StoreError};
 use sqlx::error::BoxDynError;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Row,
@@ -18,7 +15,7 @@ use sqlx::{
 };
 
 use crate::codec::{like_pattern, object_from_json, scopes_from_json, sorted_uses};
-use crate::error::{store_error, write_error};
+use crate::error::store_error;
 
 /// Reads a row of `Dialect::COLUMNS` into an [`ApiKey`].
 pub(crate) fn decode_row<D: Dialect>(row: &<D::DB as Database>::Row) -> Result<ApiKey, StoreError>
@@ -50,29 +47,6 @@ where
         key_hash: text("key_hash")?,
         key_secret_first: text("key_secret_first")?,
         key_secret_last: text("key_secret_last")?,
-    })
-}
-
-/// Reads a row of `Dialect::EVENT_COLUMNS` into an [`AuditEvent`].
-pub(crate) fn decode_event<D: Dialect>(
-    row: &<D::DB as Database>::Row,
-) -> Result<AuditEvent, StoreError>
-where
-    for<'c> &'c str: ColumnIndex<<D::DB as Database>::Row>,
-    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
-{
-    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-    let action = text("action")?;
-    Ok(AuditEvent {
-        id: text("id")?,
-        at: D::time(row, "at")?.ok_or_else(|| StoreError::Corrupt("event time is NULL".into()))?,
-        action: action
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown audit action {action:?}")))?,
-        key_id: text("key_id")?,
-        entity_id: text("entity_id")?,
-        actor: text("actor")?,
-        changes: object_from_json(&text("changes")?)?,
     })
 }
 
@@ -122,7 +96,7 @@ impl<'a, DB: Database> SqlBuilder<'a, DB> {
     }
 
     /// The text and the arguments, for `sqlx::query_with`.
-    fn into_parts(self) -> Result<(String, DB::Arguments<'a>), StoreError> {
+    pub(crate) fn into_parts(self) -> Result<(String, DB::Arguments<'a>), StoreError> {
         let args = self.args.map_err(|e| store_error(sqlx::Error::Encode(e)))?;
         Ok((self.sql, args))
     }
@@ -199,257 +173,6 @@ pub(crate) trait Dialect {
     fn page(qb: &mut SqlBuilder<'_, Self::DB>, limit: Option<u64>, offset: u64);
 }
 
-/// Every column of a key but `id`, with the key's values.
-fn columns(key: &ApiKey) -> [(&'static str, Value<'_>); 15] {
-    [
-        ("name", Value::Text(key.name.as_deref())),
-        ("description", Value::Text(key.description.as_deref())),
-        ("is_active", Value::Bool(key.is_active)),
-        ("expires_at", Value::Time(key.expires_at)),
-        ("created_at", Value::Time(Some(key.created_at))),
-        ("last_used_at", Value::Time(key.last_used_at)),
-        ("key_id", Value::Text(Some(&key.key_id))),
-        ("key_hash", Value::Text(Some(&key.key_hash))),
-        ("key_secret_first", Value::Text(Some(&key.key_secret_first))),
-        ("key_secret_last", Value::Text(Some(&key.key_secret_last))),
-        ("scopes", Value::Scopes(&key.scopes)),
-        ("owner_id", Value::Text(key.owner_id.as_deref())),
-        ("meta", Value::Object(key.meta.as_ref())),
-        (
-            "previous_key_hash",
-            Value::Text(key.previous_key_hash.as_deref()),
-        ),
-        (
-            "previous_secret_expires_at",
-            Value::Time(key.previous_secret_expires_at),
-        ),
-    ]
-}
-
-/// The columns whose values differ between `old` and `new`, with the new
-/// values: what an UPDATE writes (and nothing else).
-fn changed_columns<'a>(old: &ApiKey, new: &'a ApiKey) -> Vec<(&'static str, Value<'a>)> {
-    let before = columns(old);
-    columns(new)
-        .into_iter()
-        .zip(before)
-        .filter(|((_, after), (_, before))| after != before)
-        .map(|(changed, _)| changed)
-        .collect()
-}
-
-/// Inserts a whole row and its `create` event, in one transaction; a taken
-/// id, key id or hash is a conflict and stores neither.
-pub(crate) async fn insert<D: Dialect>(
-    pool: &Pool<D::DB>,
-    key: &ApiKey,
-    audit: &Audit,
-) -> Result<(), StoreError>
-where
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-{
-    let mut tx = pool.begin().await.map_err(store_error)?;
-    let mut qb = SqlBuilder::new("INSERT INTO api_keys (id");
-    let columns = columns(key);
-    for (column, _) in &columns {
-        qb.push(", ").push(column);
-    }
-    qb.push(") VALUES (");
-    D::bind(&mut qb, Value::Text(Some(&key.id)));
-    for (_, value) in columns {
-        qb.push(", ");
-        D::bind(&mut qb, value);
-    }
-    qb.push(")");
-    let (sql, args) = qb.into_parts()?;
-    sqlx::query_with(&sql, args)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| write_error(e, &key.key_id))?;
-    if let Some(event) = audit.event(None, Some(key)) {
-        insert_event::<D>(&mut *tx, &event).await?;
-    }
-    tx.commit().await.map_err(store_error)
-}
-
-/// Applies `change` to the row `id` as stored: the row is read and locked
-/// inside the transaction, only the columns that differ are written, and
-/// the event goes in with them. `None` when there is no such row.
-pub(crate) async fn update<D: Dialect>(
-    pool: &Pool<D::DB>,
-    id: &str,
-    change: &KeyChange,
-    audit: &Audit,
-) -> Result<Option<ApiKey>, StoreError>
-where
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-{
-    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-    let Some(old) = select_locked::<D>(&mut *tx, id).await? else {
-        return Ok(None);
-    };
-    let new = change.apply_to(&old);
-    let changed = changed_columns(&old, &new);
-    if !changed.is_empty() {
-        let mut qb = SqlBuilder::new("UPDATE api_keys SET ");
-        for (i, (column, value)) in changed.into_iter().enumerate() {
-            if i > 0 {
-                qb.push(", ");
-            }
-            qb.push(column).push(" = ");
-            D::bind(&mut qb, value);
-        }
-        qb.push(" WHERE id = ");
-        D::bind(&mut qb, Value::Text(Some(id)));
-        let (sql, args) = qb.into_parts()?;
-        sqlx::query_with(&sql, args)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| write_error(e, &new.key_id))?;
-    }
-    if let Some(event) = audit.event(Some(&old), Some(&new)) {
-        insert_event::<D>(&mut *tx, &event).await?;
-    }
-    tx.commit().await.map_err(store_error)?;
-    Ok(Some(new))
-}
-
-/// Deletes the row `id` and appends its `delete` event, in one
-/// transaction; returns the row as it was.
-pub(crate) async fn delete<D: Dialect>(
-    pool: &Pool<D::DB>,
-    id: &str,
-    audit: &Audit,
-) -> Result<Option<ApiKey>, StoreError>
-where
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-{
-    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
-    let Some(old) = select_locked::<D>(&mut *tx, id).await? else {
-        return Ok(None);
-    };
-    let mut qb = SqlBuilder::new("DELETE FROM api_keys WHERE id = ");
-    D::bind(&mut qb, Value::Text(Some(id)));
-    let (sql, args) = qb.into_parts()?;
-    sqlx::query_with(&sql, args)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-    if let Some(event) = audit.event(Some(&old), None) {
-        insert_event::<D>(&mut *tx, &event).await?;
-    }
-    tx.commit().await.map_err(store_error)?;
-    Ok(Some(old))
-}
-
-/// The row `id`, locked until the transaction ends.
-async fn select_locked<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    id: &str,
-) -> Result<Option<ApiKey>, StoreError> {
-    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_keys WHERE id = ", D::COLUMNS));
-    D::bind(&mut qb, Value::Text(Some(id)));
-    qb.push(D::FOR_UPDATE);
-    let (sql, args) = qb.into_parts()?;
-    fetch_key::<D>(db, &sql, args).await
-}
-
-/// Appends one audit event.
-async fn insert_event<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    event: &AuditEvent,
-) -> Result<(), StoreError> {
-    let mut qb = SqlBuilder::new(
-        "INSERT INTO api_key_events (id, at, action, key_id, entity_id, actor, changes) VALUES (",
-    );
-    D::bind(&mut qb, Value::Text(Some(&event.id)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Time(Some(event.at)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Text(Some(event.action.as_str())));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Text(Some(&event.key_id)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Text(Some(&event.entity_id)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Text(Some(&event.actor)));
-    qb.push(", ");
-    D::bind(&mut qb, Value::Object(Some(&event.changes)));
-    qb.push(")");
-    let (sql, args) = qb.into_parts()?;
-    sqlx::query_with(&sql, args)
-        .execute(db)
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
-/// One page of the events matching a filter, in its order.
-pub(crate) async fn events<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    filter: &EventFilter,
-) -> Result<Vec<AuditEvent>, StoreError> {
-    let mut qb = SqlBuilder::new(format!("SELECT {} FROM api_key_events", D::EVENT_COLUMNS));
-    push_event_where::<D>(&mut qb, filter);
-    let dir = if filter.newest_first { " DESC" } else { " ASC" };
-    qb.push(" ORDER BY at").push(dir).push(", id").push(dir);
-    D::page(&mut qb, filter.limit, filter.offset);
-    let (sql, args) = qb.into_parts()?;
-    let rows = sqlx::query_with(&sql, args)
-        .fetch_all(db)
-        .await
-        .map_err(store_error)?;
-    rows.iter().map(D::decode_event).collect()
-}
-
-/// How many events match a filter, paging aside.
-pub(crate) async fn count_events<'c, D: Dialect>(
-    db: impl Executor<'c, Database = D::DB>,
-    filter: &EventFilter,
-) -> Result<u64, StoreError>
-where
-    (i64,): for<'r> FromRow<'r, <D::DB as Database>::Row>,
-{
-    let mut qb = SqlBuilder::new("SELECT COUNT(*) FROM api_key_events");
-    push_event_where::<D>(&mut qb, filter);
-    let (sql, args) = qb.into_parts()?;
-    let n: i64 = sqlx::query_scalar_with(&sql, args)
-        .fetch_one(db)
-        .await
-        .map_err(store_error)?;
-    Ok(n.max(0) as u64)
-}
-
-fn push_event_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &EventFilter) {
-    let mut first = true;
-    let mut next = |qb: &mut SqlBuilder<'_, D::DB>| {
-        qb.push(if first { " WHERE " } else { " AND " });
-        first = false;
-    };
-    if let Some(id) = &f.entity_id {
-        next(qb);
-        D::text_eq(qb, "entity_id", id.clone());
-    }
-    if let Some(key_id) = &f.key_id {
-        next(qb);
-        D::text_eq(qb, "key_id", key_id.clone());
-    }
-    if let Some(action) = f.action {
-        next(qb);
-        qb.push("action = ");
-        D::bind(qb, Value::Text(Some(action.as_str())));
-    }
-    if let Some(actor) = &f.actor {
-        next(qb);
-        D::text_eq(qb, "actor", actor.clone());
-    }
-    if let Some(since) = f.since {
-        next(qb);
-        qb.push("at >= ");
-        D::bind(qb, Value::Time(Some(since)));
-    }
-}
-
 /// The row whose unique `column` (`id` or `key_id`) equals `value`.
 pub(crate) async fn select_by<'c, D: Dialect>(
     db: impl Executor<'c, Database = D::DB>,
@@ -464,7 +187,7 @@ pub(crate) async fn select_by<'c, D: Dialect>(
 }
 
 /// Runs a statement that returns at most one row, and decodes that row.
-async fn fetch_key<'c, 'q, D: Dialect>(
+pub(crate) async fn fetch_key<'c, 'q, D: Dialect>(
     db: impl Executor<'c, Database = D::DB>,
     sql: &'q str,
     args: <D::DB as Database>::Arguments<'q>,
@@ -486,11 +209,7 @@ pub(crate) async fn find<'c, D: Dialect>(
     push_where::<D>(&mut qb, filter);
     push_order_and_page::<D>(&mut qb, filter);
     let (sql, args) = qb.into_parts()?;
-    let rows = sqlx::query_with(&sql, args)
-        .fetch_all(db)
-        .await
-        .map_err(store_error)?;
-    rows.iter().map(D::decode).collect()
+    fetch_all::<D, _>(db, (&sql, args), D::decode).await
 }
 
 /// How many rows match a filter, paging aside.
@@ -504,7 +223,31 @@ where
     let mut qb = SqlBuilder::new("SELECT COUNT(*) FROM api_keys");
     push_where::<D>(&mut qb, filter);
     let (sql, args) = qb.into_parts()?;
-    let n: i64 = sqlx::query_scalar_with(&sql, args)
+    fetch_count::<D>(db, (&sql, args)).await
+}
+
+/// Runs a query and decodes every row.
+pub(crate) async fn fetch_all<'c, 'q, D: Dialect, T>(
+    db: impl Executor<'c, Database = D::DB>,
+    (sql, args): (&'q str, <D::DB as Database>::Arguments<'q>),
+    decode: fn(&<D::DB as Database>::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = sqlx::query_with(sql, args)
+        .fetch_all(db)
+        .await
+        .map_err(store_error)?;
+    rows.iter().map(decode).collect()
+}
+
+/// Runs a `SELECT COUNT(*) …`.
+pub(crate) async fn fetch_count<'c, 'q, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    (sql, args): (&'q str, <D::DB as Database>::Arguments<'q>),
+) -> Result<u64, StoreError>
+where
+    (i64,): for<'r> FromRow<'r, <D::DB as Database>::Row>,
+{
+    let n: i64 = sqlx::query_scalar_with(sql, args)
         .fetch_one(db)
         .await
         .map_err(store_error)?;

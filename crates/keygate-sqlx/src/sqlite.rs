@@ -137,7 +137,7 @@ impl Dialect for SqliteDialect {
         query::decode_row::<Self>(row)
     }
     fn decode_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
-        query::decode_event::<Self>(row)
+        crate::events::decode_event::<Self>(row)
     }
     fn time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         row.try_get::<Option<String>, _>(column)
