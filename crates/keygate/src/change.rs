@@ -148,26 +148,12 @@ pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> serde_json::Ma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entity::{new_entity_id, now_micros};
+    use crate::entity::{now_micros, sample_key};
 
     fn key() -> ApiKey {
         ApiKey {
-            id: new_entity_id(),
-            key_id: "0123456789abcdef".into(),
-            name: Some("n".into()),
             description: Some("d".into()),
-            is_active: true,
-            created_at: now_micros(),
-            last_used_at: None,
-            expires_at: None,
-            scopes: ScopeSet::new(["read"]).unwrap(),
-            owner_id: None,
-            meta: None,
-            previous_secret_expires_at: None,
-            previous_key_hash: None,
-            key_hash: "HASH-ONE".into(),
-            key_secret_first: "abcd".into(),
-            key_secret_last: "wxyz".into(),
+            ..sample_key("HASH-ONE")
         }
     }
 

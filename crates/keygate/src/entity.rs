@@ -324,6 +324,29 @@ pub(crate) fn check_scopes(scopes: &[String], errors: &mut Vec<FieldError>) -> S
     }
 }
 
+/// A valid key for unit tests: named `n`, scope `read`, hash `hash`.
+#[cfg(test)]
+pub(crate) fn sample_key(hash: &str) -> ApiKey {
+    ApiKey {
+        id: new_entity_id(),
+        key_id: "0123456789abcdef".into(),
+        name: Some("n".into()),
+        description: None,
+        is_active: true,
+        created_at: now_micros(),
+        last_used_at: None,
+        expires_at: None,
+        scopes: ScopeSet::new(["read"]).unwrap(),
+        owner_id: None,
+        meta: None,
+        previous_secret_expires_at: None,
+        previous_key_hash: None,
+        key_hash: hash.into(),
+        key_secret_first: "abcd".into(),
+        key_secret_last: "wxyz".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,22 +354,9 @@ mod tests {
     #[test]
     fn json_never_carries_the_hash() {
         let key = ApiKey {
-            id: new_entity_id(),
-            key_id: "0123456789abcdef".into(),
-            name: Some("n".into()),
-            description: None,
-            is_active: true,
-            created_at: now_micros(),
-            last_used_at: None,
-            expires_at: None,
-            scopes: ScopeSet::new(["read"]).unwrap(),
-            owner_id: None,
-            meta: None,
-            previous_secret_expires_at: None,
             previous_key_hash: Some("$keygate-hmac-sha256$v=1$OLDHASH".into()),
-            key_hash: "$keygate-hmac-sha256$v=1$SECRETHASH".into(),
-            key_secret_first: "abcd".into(),
-            key_secret_last: "wxyz".into(),
+            previous_secret_expires_at: Some(Utc::now() + TimeDelta::hours(1)),
+            ..sample_key("$keygate-hmac-sha256$v=1$SECRETHASH")
         };
         let json = serde_json::to_value(&key).unwrap();
         let fields: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
@@ -356,6 +366,23 @@ mod tests {
             assert!(!format!("{key:?}").contains(hidden));
         }
         assert_eq!(key.id.len(), 32);
+        assert!(json["previous_secret_expires_at"].is_string());
+        // Once the grace has passed, the field reads null.
+        let ended = ApiKey {
+            previous_secret_expires_at: Some(Utc::now() - TimeDelta::seconds(1)),
+            ..key
+        };
+        assert!(serde_json::to_value(&ended).unwrap()["previous_secret_expires_at"].is_null());
+    }
+
+    #[test]
+    fn update_tells_null_from_absent() {
+        let u: ApiKeyUpdate =
+            serde_json::from_str(r#"{"owner_id": null, "meta": {"plan": "pro"}}"#).unwrap();
+        assert_eq!(u.owner_id, Some(None));
+        assert_eq!(u.meta.unwrap().unwrap()["plan"], "pro");
+        assert_eq!(u.description, None);
+        assert!(serde_json::from_str::<ApiKeyUpdate>(r#"{"meta": [1]}"#).is_err());
     }
 
     #[test]

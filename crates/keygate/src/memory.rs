@@ -213,20 +213,7 @@ mod tests {
         ApiKey {
             id: id.into(),
             key_id: key_id.into(),
-            name: None,
-            description: None,
-            is_active: true,
-            created_at: Utc::now(),
-            last_used_at: None,
-            expires_at: None,
-            scopes: Default::default(),
-            owner_id: None,
-            meta: None,
-            previous_secret_expires_at: None,
-            previous_key_hash: None,
-            key_hash: hash.into(),
-            key_secret_first: "abcd".into(),
-            key_secret_last: "wxyz".into(),
+            ..crate::entity::sample_key(hash)
         }
     }
 
