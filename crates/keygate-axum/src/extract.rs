@@ -167,22 +167,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let json_type = is_json(req.headers());
-        let bytes = Bytes::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
+        match read_json(req, state).await? {
+            Some(value) => Ok(Self(value)),
+            None => Err(ApiError::bad_request(
                 StatusCode::BAD_REQUEST,
                 "Request body is missing: expected a JSON object",
-            ));
+            )),
         }
-        if !json_type {
-            return Err(ApiError::bad_request(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expected a request with Content-Type: application/json",
-            ));
-        }
-        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Like [`JsonBody`], but a missing or blank body (whatever its content
+/// type) reads as `T::default()`, i.e. as `{}`.
+#[derive(Debug)]
+pub(crate) struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(read_json(req, state).await?.unwrap_or_default()))
+    }
+}
+
+/// The body as `T`; `None` when it is missing or blank.
+async fn read_json<S: Send + Sync, T: DeserializeOwned>(
+    req: Request,
+    state: &S,
+) -> Result<Option<T>, ApiError> {
+    let json_type = is_json(req.headers());
+    let bytes = Bytes::from_request(req, state).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !json_type {
+        return Err(ApiError::bad_request(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected a request with Content-Type: application/json",
+        ));
+    }
+    parse_json(&bytes).map(Some)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -200,6 +224,11 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax first, so a truncated body is "malformed", never a field error.
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    // Every body is an object; serde would also read a struct from an
+    // array (`[60]` as `{"grace_seconds": 60}`).
+    if !value.is_object() {
+        return Err(Error::validation("", "the body must be a JSON object").into());
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = strip_position(&e.inner().to_string());
         let field = field_path(e.path(), &message);
@@ -269,6 +298,16 @@ mod tests {
         assert_eq!(field_of(r#"{"name": 1}"#), "name");
         assert_eq!(field_of(r#"{"name": "a", "scopes": [1]}"#), "scopes.0");
         assert_eq!(field_of(r#"{"name": "a", "bogus": 1}"#), "bogus");
+    }
+
+    #[test]
+    fn bodies_are_objects() {
+        for bad in ["[\"a\", null]", "null", "\"a\"", "1"] {
+            match parse_json::<Body>(bad.as_bytes()) {
+                Err(ApiError::Keygate(Error::Validation(v))) => assert_eq!(v[0].field, "", "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

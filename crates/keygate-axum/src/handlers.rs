@@ -1,21 +1,22 @@
-//! The management handlers, their request and response bodies, and the
-//! OpenAPI document that describes them.
+//! The management handlers and their request and response bodies
+//! (rotation and the audit log are in `rotation.rs` and `audit.rs`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use keygate::{ApiKeyFilter, ApiKeyUpdate, FieldError, NewApiKey};
+use keygate::{ApiKeyFilter, ApiKeyUpdate, FieldError, Meta, NewApiKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::management::{check_limit, AppState, EntityId, Page, PageParams, DEFAULT_PAGE_LIMIT};
+use crate::management::{
+    check_limit, AppState, Editor, EntityId, Page, PageParams, DEFAULT_PAGE_LIMIT,
+};
 use crate::openapi::{
-    ApiKeyFilterSchema, ApiKeySchema, BearerScheme, ErrorBody, UpdateApiKeySchema,
-    ValidationErrorBody,
+    ApiKeyFilterSchema, ApiKeySchema, ErrorBody, UpdateApiKeySchema, ValidationErrorBody,
 };
 
 /// Body of `POST /api-keys`.
@@ -34,15 +35,24 @@ pub(crate) struct CreateApiKey {
     scopes: Option<Vec<String>>,
     /// Must be in the future (RFC 3339).
     expires_at: Option<DateTime<Utc>>,
+    /// The application's user, team or customer the key belongs to
+    /// (1 to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
+    owner_id: Option<String>,
+    /// The application's own data: a JSON object of at most 8 KiB
+    /// (compact JSON), returned with the entity.
+    #[schema(value_type = Option<Object>)]
+    meta: Option<Meta>,
 }
 
-/// Answer of `POST /api-keys`: the plaintext key, shown this once.
+/// Answer of `POST /api-keys` and `POST /api-keys/{id}/rotate`: the
+/// plaintext key, shown this once.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CreatedApiKey<'a> {
     /// The full key. It is not stored and cannot be shown again.
-    api_key: &'a str,
+    pub(crate) api_key: &'a str,
     #[schema(value_type = ApiKeySchema)]
-    entity: keygate::ApiKey,
+    pub(crate) entity: keygate::ApiKey,
 }
 
 /// Body of `POST /api-keys/verify`.
@@ -86,7 +96,7 @@ type Result<T, E = ApiError> = std::result::Result<T, E>;
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create(
-    State(s): State<AppState>,
+    Editor(service): Editor,
     JsonBody(body): JsonBody<CreateApiKey>,
 ) -> Result<Response> {
     let new = NewApiKey {
@@ -95,9 +105,11 @@ pub(crate) async fn create(
         is_active: body.is_active.unwrap_or(true),
         expires_at: body.expires_at,
         scopes: body.scopes.unwrap_or_default(),
+        owner_id: body.owner_id,
+        meta: body.meta,
         ..NewApiKey::default()
     };
-    let (entity, key) = s.service.create(new).await?;
+    let (entity, key) = service.create(new).await?;
     // Borrowed, so the plaintext is not copied out of its zeroizing holder.
     let created = CreatedApiKey {
         api_key: key.expose(),
@@ -147,6 +159,24 @@ pub(crate) async fn get_one(
     Ok(Json(s.service.get(&id).await?))
 }
 
+/// One key by its public key id (the middle part of the key string), so a
+/// leaked key can be traced to its entity in one step.
+#[utoipa::path(get, path = "/api-keys/by-key-id/{key_id}", tag = "api-keys",
+    params(("key_id" = String, Path, description = "Public key id (16 hex characters)")),
+    responses(
+        (status = 200, description = "The key", body = ApiKeySchema),
+        (status = 401, description = "No or bad admin key", body = ErrorBody),
+        (status = 403, description = "Admin scope missing", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn get_by_key_id(
+    State(s): State<AppState>,
+    EntityId(key_id): EntityId,
+) -> Result<Json<keygate::ApiKey>> {
+    Ok(Json(s.service.get_by_key_id(&key_id).await?))
+}
+
 /// Change some fields of a key.
 #[utoipa::path(patch, path = "/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Entity id (32 hex characters)")),
@@ -160,11 +190,11 @@ pub(crate) async fn get_one(
     ),
     security(("bearer" = [])))]
 pub(crate) async fn update(
-    State(s): State<AppState>,
+    Editor(service): Editor,
     EntityId(id): EntityId,
     JsonBody(change): JsonBody<ApiKeyUpdate>,
 ) -> Result<Json<keygate::ApiKey>> {
-    Ok(Json(s.service.update(&id, change).await?))
+    Ok(Json(service.update(&id, change).await?))
 }
 
 /// Delete a key.
@@ -177,11 +207,8 @@ pub(crate) async fn update(
         (status = 404, description = "No such key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn delete(
-    State(s): State<AppState>,
-    EntityId(id): EntityId,
-) -> Result<StatusCode> {
-    s.service.delete(&id).await?;
+pub(crate) async fn delete(Editor(service): Editor, EntityId(id): EntityId) -> Result<StatusCode> {
+    service.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -196,10 +223,10 @@ pub(crate) async fn delete(
     ),
     security(("bearer" = [])))]
 pub(crate) async fn activate(
-    State(s): State<AppState>,
+    Editor(service): Editor,
     EntityId(id): EntityId,
 ) -> Result<Json<keygate::ApiKey>> {
-    Ok(Json(s.service.activate(&id).await?))
+    Ok(Json(service.activate(&id).await?))
 }
 
 /// Deactivate a key (idempotent); it is refused from now on.
@@ -213,10 +240,10 @@ pub(crate) async fn activate(
     ),
     security(("bearer" = [])))]
 pub(crate) async fn deactivate(
-    State(s): State<AppState>,
+    Editor(service): Editor,
     EntityId(id): EntityId,
 ) -> Result<Json<keygate::ApiKey>> {
-    Ok(Json(s.service.deactivate(&id).await?))
+    Ok(Json(service.deactivate(&id).await?))
 }
 
 /// Keys matching a filter, one page. `offset`/`limit` in the query take
@@ -308,17 +335,3 @@ pub(crate) async fn verify(
         .await?;
     Ok(Json(&*key).into_response())
 }
-
-/// The OpenAPI document of the routes above, at `/api-keys`.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(title = "keygate", description = "API key management: issue keys, store only their hashes, verify them with scopes."),
-    paths(create, list, get_one, update, delete, activate, deactivate, search, count, verify),
-    components(schemas(
-        ApiKeySchema, CreateApiKey, CreatedApiKey, UpdateApiKeySchema, ApiKeyFilterSchema,
-        VerifyRequest, SearchResult, CountResult, ErrorBody, ValidationErrorBody
-    )),
-    modifiers(&BearerScheme),
-    tags((name = "api-keys", description = "Manage and verify API keys. Every route but `/verify` needs a key with the admin scope."))
-)]
-pub(crate) struct ManagementDoc;

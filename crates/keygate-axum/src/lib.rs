@@ -9,6 +9,9 @@
 //! - [`ApiError`]: the single mapping from keygate's errors to HTTP
 //!   (401 `API key missing` / `API key invalid`, 403, 404, 409, 422, 503).
 //! - [`management_router`]: the `/api-keys` routes, admin-protected by default.
+//!   Changes made through it are recorded in the audit log as made by the
+//!   admin key's `key_id` ([`ANONYMOUS_ACTOR`] when mounted open).
+//! - [`audit_router`]: `GET /audit`, the whole audit log, protected the same way.
 //! - [`app`]: everything above plus `/openapi.json` and `/docs`.
 //!
 //! ```no_run
@@ -32,22 +35,25 @@
 //! ```
 #![warn(missing_docs)]
 
+mod audit;
 mod error;
 mod extract;
 mod handlers;
 mod layer;
 mod management;
 mod openapi;
+mod rotation;
 mod sources;
 
 use axum::Router;
 use keygate::ApiKeyService;
 
+pub use audit::{audit_router, AUDIT_PATH};
 pub use error::ApiError;
 pub use extract::{RequiredScopes, Scoped, VerifiedKey};
 pub use layer::{KeyVerifier, RequireScopes, RequireScopesService};
 pub use management::{
-    management_router, ManagementConfig, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,
+    management_router, ManagementConfig, ANONYMOUS_ACTOR, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,
     DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 pub use openapi::{docs_router, openapi, DEFAULT_MOUNT_PATH};
@@ -153,7 +159,8 @@ impl AppConfig {
 }
 
 /// The whole HTTP API: the management router at `/api-keys` (or
-/// [`AppConfig::mount_path`]), `GET /openapi.json` and `GET /docs`.
+/// [`AppConfig::mount_path`]), `GET /audit` (at the root, wherever the
+/// management router is), `GET /openapi.json` and `GET /docs`.
 ///
 /// # Panics
 /// When the admin scope is not a valid scope, or the mount path does not
@@ -166,11 +173,14 @@ impl AppConfig {
 /// ```
 pub fn app(service: ApiKeyService, config: AppConfig) -> Router {
     let mount = config.mount_path.trim_end_matches('/');
+    let audit = audit_router(service.clone(), config.management.clone());
+    let management = management_router(service, config.management);
     let router = if mount.is_empty() {
-        management_router(service, config.management)
+        management
     } else {
-        Router::new().nest(mount, management_router(service, config.management))
-    };
+        Router::new().nest(mount, management)
+    }
+    .merge(audit);
     if config.docs {
         router.merge(docs_router(openapi(mount)))
     } else {

@@ -1,5 +1,6 @@
-//! The management router: create, list, get, update, delete, activate,
-//! deactivate, search, count and verify keys over HTTP.
+//! The management router: create, list, get (by id or key id), update,
+//! delete, activate, deactivate, rotate, search, count and verify keys, and
+//! read one key's audit events, over HTTP.
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_LENGTH;
@@ -13,11 +14,15 @@ use keygate::{ApiKeyService, FieldError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::audit::key_events;
 use crate::error::ApiError;
+use crate::extract::VerifiedKey;
 use crate::handlers::{
-    activate, count, create, deactivate, delete, get_one, list, search, update, verify,
+    activate, count, create, deactivate, delete, get_by_key_id, get_one, list, search, update,
+    verify,
 };
 use crate::layer::RequireScopes;
+use crate::rotation::rotate;
 use crate::sources::KeySources;
 
 /// The scope a key needs to use the management routes, unless configured.
@@ -46,7 +51,7 @@ pub struct ManagementConfig {
     admin_scope: String,
     open: bool,
     sources: KeySources,
-    body_limit: usize,
+    pub(crate) body_limit: usize,
 }
 
 impl Default for ManagementConfig {
@@ -137,37 +142,81 @@ pub(crate) struct AppState {
     pub(crate) service: ApiKeyService,
 }
 
+/// The actor recorded in the audit log for changes made through a router
+/// mounted with [`ManagementConfig::open_without_authentication`].
+pub const ANONYMOUS_ACTOR: &str = "anonymous";
+
+/// The service, recording its changes as made by the admin key that
+/// authenticated this request (its `key_id`), or [`ANONYMOUS_ACTOR`] when
+/// no key did (an open router).
+pub(crate) struct Editor(pub(crate) ApiKeyService);
+
+impl FromRequestParts<AppState> for Editor {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let actor = parts
+            .extensions
+            .get::<VerifiedKey>()
+            .map_or(ANONYMOUS_ACTOR, |key| key.key_id.as_str());
+        Ok(Self(state.service.with_actor(actor)))
+    }
+}
+
 /// The management routes, to mount where you like (the OpenAPI document of
 /// [`openapi`](crate::openapi) assumes `/api-keys`; [`app`](crate::app) takes
-/// care of both).
+/// care of both). `GET /audit` lives outside this router: mount
+/// [`audit_router`](crate::audit_router) next to it.
 ///
 /// # Panics
 /// When the configured admin scope is not a valid scope.
 ///
 /// ```
 /// use axum::Router;
-/// use keygate_axum::{management_router, ManagementConfig};
+/// use keygate_axum::{audit_router, management_router, ManagementConfig};
 /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
-/// let app: Router = Router::new().nest("/api-keys", management_router(service, ManagementConfig::default()));
+/// let config = ManagementConfig::default();
+/// let app: Router = Router::new()
+///     .nest("/api-keys", management_router(service.clone(), config.clone()))
+///     .merge(audit_router(service, config));
 /// ```
 pub fn management_router(service: ApiKeyService, config: ManagementConfig) -> Router {
     let admin = Router::new()
         .route("/", post(create).get(list))
         .route("/search", post(search))
         .route("/count", post(count))
+        .route("/by-key-id/{key_id}", get(get_by_key_id))
         .route("/{id}", get(get_one).patch(update).delete(delete))
         .route("/{id}/activate", post(activate))
-        .route("/{id}/deactivate", post(deactivate));
-    let admin = if config.open {
+        .route("/{id}/deactivate", post(deactivate))
+        .route("/{id}/rotate", post(rotate))
+        .route("/{id}/events", get(key_events));
+    let router = protect(admin, &service, &config).route("/verify", post(verify));
+    finish(router, service, config.body_limit)
+}
+
+/// Requires the admin scope on every route of `admin`, unless the
+/// configuration opens them.
+pub(crate) fn protect(
+    admin: Router<AppState>,
+    service: &ApiKeyService,
+    config: &ManagementConfig,
+) -> Router<AppState> {
+    if config.open {
         admin
     } else {
         admin.route_layer(
-            RequireScopes::new(service.clone(), [config.admin_scope]).with_sources(config.sources),
+            RequireScopes::new(service.clone(), [config.admin_scope.clone()])
+                .with_sources(config.sources),
         )
-    };
-    let limit = config.body_limit;
-    admin
-        .route("/verify", post(verify))
+    }
+}
+
+/// JSON 404/405 fallbacks, the state, and the body limit.
+pub(crate) fn finish(router: Router<AppState>, service: ApiKeyService, limit: usize) -> Router {
+    router
         .fallback(|| async { ApiError::bad_request(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
@@ -221,46 +270,53 @@ pub(crate) struct Page {
     pub(crate) limit: Option<u64>,
 }
 
+impl Page {
+    /// Reads `offset` and `limit` given as text, adding a problem per bad
+    /// value to `errors`.
+    pub(crate) fn parse(
+        offset: Option<&str>,
+        limit: Option<&str>,
+        errors: &mut Vec<FieldError>,
+    ) -> Self {
+        let offset = offset.and_then(|v| match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n.unsigned_abs()),
+            Ok(_) => {
+                errors.push(FieldError::new(
+                    "offset",
+                    "must be greater than or equal to 0",
+                ));
+                None
+            }
+            Err(_) => {
+                errors.push(FieldError::new("offset", "must be an integer"));
+                None
+            }
+        });
+        let limit = limit.and_then(|v| match v.trim().parse::<i64>() {
+            Ok(n) => match check_limit(n) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            Err(_) => {
+                errors.push(FieldError::new("limit", "must be an integer"));
+                None
+            }
+        });
+        Self { offset, limit }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Query(p) = Query::<PageParams>::from_request_parts(parts, state).await?;
         let mut errors = Vec::new();
-        let offset = p
-            .offset
-            .as_deref()
-            .and_then(|v| match v.trim().parse::<i64>() {
-                Ok(n) if n >= 0 => Some(n.unsigned_abs()),
-                Ok(_) => {
-                    errors.push(FieldError::new(
-                        "offset",
-                        "must be greater than or equal to 0",
-                    ));
-                    None
-                }
-                Err(_) => {
-                    errors.push(FieldError::new("offset", "must be an integer"));
-                    None
-                }
-            });
-        let limit = p
-            .limit
-            .as_deref()
-            .and_then(|v| match v.trim().parse::<i64>() {
-                Ok(n) => match check_limit(n) {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                },
-                Err(_) => {
-                    errors.push(FieldError::new("limit", "must be an integer"));
-                    None
-                }
-            });
+        let page = Self::parse(p.offset.as_deref(), p.limit.as_deref(), &mut errors);
         if errors.is_empty() {
-            Ok(Self { offset, limit })
+            Ok(page)
         } else {
             Err(ApiError::InvalidQuery(errors))
         }

@@ -3,23 +3,31 @@
 use axum::Router;
 use chrono::{DateTime, Utc};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::{OpenApi, Required};
 use utoipa::{Modify, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::handlers::ManagementDoc;
+use crate::audit::{__path_audit, __path_key_events, EventPage};
+use crate::handlers::{
+    __path_activate, __path_count, __path_create, __path_deactivate, __path_delete,
+    __path_get_by_key_id, __path_get_one, __path_list, __path_search, __path_update, __path_verify,
+    CountResult, CreateApiKey, CreatedApiKey, SearchResult, VerifyRequest,
+};
+use crate::rotation::{__path_rotate, RotateRequest};
 
 /// Where [`app`](crate::app) mounts the management router by default.
 pub const DEFAULT_MOUNT_PATH: &str = "/api-keys";
 
 /// The OpenAPI 3.1 document of the management routes, with their paths
-/// under `mount_path` (e.g. `"/api-keys"`).
+/// under `mount_path` (e.g. `"/api-keys"`), and of `GET /audit`, which
+/// stays at the root wherever the management routes are.
 ///
 /// ```
 /// let doc = keygate_axum::openapi("/api-keys");
 /// assert!(doc.paths.paths.contains_key("/api-keys/{id}"));
 /// let moved = keygate_axum::openapi("/admin/keys");
 /// assert!(moved.paths.paths.contains_key("/admin/keys/verify"));
+/// assert!(moved.paths.paths.contains_key("/audit"));
 /// ```
 pub fn openapi(mount_path: &str) -> OpenApi {
     let mut doc = <ManagementDoc as utoipa::OpenApi>::openapi();
@@ -28,22 +36,53 @@ pub fn openapi(mount_path: &str) -> OpenApi {
         let paths = std::mem::take(&mut doc.paths.paths);
         doc.paths.paths = paths
             .into_iter()
-            .map(|(path, item)| {
-                let rest = path.strip_prefix(DEFAULT_MOUNT_PATH).unwrap_or(&path);
-                let moved = format!("{mount}{rest}");
-                (
-                    if moved.is_empty() {
-                        "/".to_owned()
-                    } else {
-                        moved
-                    },
-                    item,
-                )
+            .map(|(path, item)| match under_mount(&path) {
+                Some(rest) => {
+                    let moved = format!("{mount}{rest}");
+                    (
+                        if moved.is_empty() {
+                            "/".to_owned()
+                        } else {
+                            moved
+                        },
+                        item,
+                    )
+                }
+                None => (path, item),
             })
             .collect();
     }
     doc
 }
+
+/// The rest of a documented path under the default mount (`""`, `"/{id}"`),
+/// or `None` for a path outside it (`/audit`).
+fn under_mount(path: &str) -> Option<&str> {
+    path.strip_prefix(DEFAULT_MOUNT_PATH)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The OpenAPI document of the management routes at `/api-keys`, and of
+/// `/audit`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "keygate", description = "API key management: issue keys, store only their hashes, verify them with scopes."),
+    paths(
+        create, list, get_one, get_by_key_id, update, delete, activate, deactivate, rotate,
+        key_events, search, count, verify, audit
+    ),
+    components(schemas(
+        ApiKeySchema, CreateApiKey, CreatedApiKey, UpdateApiKeySchema, ApiKeyFilterSchema,
+        RotateRequest, VerifyRequest, SearchResult, CountResult, AuditEventSchema,
+        AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody
+    )),
+    modifiers(&BearerScheme, &OptionalRotateBody),
+    tags(
+        (name = "api-keys", description = "Manage and verify API keys. Every route but `/verify` needs a key with the admin scope."),
+        (name = "audit", description = "The audit log: one event per change, never a secret. Needs a key with the admin scope.")
+    )
+)]
+pub(crate) struct ManagementDoc;
 
 /// `GET /openapi.json` (the document) and `GET /docs` (Swagger UI, served
 /// from assets embedded in the binary: no request leaves for another host).
@@ -87,6 +126,24 @@ impl Modify for BearerScheme {
     }
 }
 
+/// Marks the body of `POST /api-keys/{id}/rotate` as optional (utoipa
+/// would otherwise document `null` as an accepted body).
+pub(crate) struct OptionalRotateBody;
+
+impl Modify for OptionalRotateBody {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let body = openapi
+            .paths
+            .paths
+            .get_mut("/api-keys/{id}/rotate")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut());
+        if let Some(body) = body {
+            body.required = Some(Required::False);
+        }
+    }
+}
+
 // Mirrors of core types for the document (the core crate has no OpenAPI
 // dependency). Tests check that they match the core's JSON field for field.
 
@@ -111,6 +168,16 @@ pub(crate) struct ApiKeySchema {
     #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
     scopes: Vec<String>,
+    /// The application's user, team or customer the key belongs to.
+    #[schema(required = true, min_length = 1, max_length = 256)]
+    owner_id: Option<String>,
+    /// The application's own data: a JSON object (at most 8 KiB).
+    #[schema(required = true, value_type = Option<Object>)]
+    meta: Option<serde_json::Value>,
+    /// Until when the secret replaced by the last rotation still verifies;
+    /// `null` when no previous secret is valid.
+    #[schema(required = true)]
+    previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Body of `PATCH /api-keys/{id}`: only the fields present change.
@@ -120,6 +187,7 @@ pub(crate) struct ApiKeySchema {
 pub(crate) struct UpdateApiKeySchema {
     #[schema(min_length = 1, max_length = 128)]
     name: Option<String>,
+    /// `null` clears it.
     #[schema(max_length = 1024)]
     description: Option<String>,
     is_active: Option<bool>,
@@ -129,6 +197,12 @@ pub(crate) struct UpdateApiKeySchema {
     expires_at: Option<DateTime<Utc>>,
     /// Removes the expiry (not with `expires_at`).
     clear_expires: Option<bool>,
+    /// New owner (1 to 256 characters); `null` clears it.
+    #[schema(min_length = 1, max_length = 256)]
+    owner_id: Option<String>,
+    /// Replaces the whole object (at most 8 KiB); `null` clears it.
+    #[schema(value_type = Option<Object>)]
+    meta: Option<serde_json::Value>,
 }
 
 /// Sort column of a search.
@@ -167,6 +241,10 @@ pub(crate) struct ApiKeyFilterSchema {
     /// Case-insensitive substring; `%` and `_` match literally.
     name_contains: Option<String>,
     name_exact: Option<String>,
+    /// Exact owner id.
+    owner_id: Option<String>,
+    /// Exact public key id (the middle part of a key).
+    key_id: Option<String>,
     /// Default `created_at`.
     #[schema(inline)]
     order_by: Option<OrderBySchema>,
@@ -178,6 +256,43 @@ pub(crate) struct ApiKeyFilterSchema {
     /// 1..=100; ignored by count; the query parameter wins in search.
     #[schema(minimum = 1, maximum = 100)]
     limit: Option<u64>,
+}
+
+/// What a change did.
+#[derive(ToSchema)]
+#[schema(as = AuditAction)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum AuditActionSchema {
+    Create,
+    Update,
+    Delete,
+    Activate,
+    Deactivate,
+    Rotate,
+}
+
+/// One recorded change. Never holds a secret, a hash or a plaintext key
+/// (a rotation shows `"secret": ["(hidden)", "(hidden)"]`).
+#[derive(ToSchema)]
+#[schema(as = AuditEvent)]
+#[allow(dead_code)]
+pub(crate) struct AuditEventSchema {
+    /// Time-ordered unique id (32 hex characters).
+    id: String,
+    /// When the change was made.
+    at: DateTime<Utc>,
+    action: AuditActionSchema,
+    /// The public key id of the changed key.
+    key_id: String,
+    /// The entity id of the changed key.
+    entity_id: String,
+    /// Who made the change: the admin key's `key_id` over HTTP, `anonymous`
+    /// through an open router, `cli` from the command line.
+    actor: String,
+    /// Each changed field mapped to `[old, new]`.
+    #[schema(value_type = Object, additional_properties)]
+    changes: serde_json::Value,
 }
 
 /// An error: `{"detail": "API key invalid"}`.

@@ -10,14 +10,18 @@ use serde_json::{json, Value};
 
 use crate::support::{key, sqlite_service, Call, TestApp};
 
-const ROUTES: [(&str, &[&str]); 7] = [
+const ROUTES: [(&str, &[&str]); 11] = [
     ("/api-keys", &["get", "post"]),
     ("/api-keys/{id}", &["delete", "get", "patch"]),
+    ("/api-keys/by-key-id/{key_id}", &["get"]),
     ("/api-keys/{id}/activate", &["post"]),
     ("/api-keys/{id}/deactivate", &["post"]),
+    ("/api-keys/{id}/rotate", &["post"]),
+    ("/api-keys/{id}/events", &["get"]),
     ("/api-keys/search", &["post"]),
     ("/api-keys/count", &["post"]),
     ("/api-keys/verify", &["post"]),
+    ("/audit", &["get"]),
 ];
 
 fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
@@ -78,6 +82,10 @@ async fn openapi_json_is_3_1_and_lists_every_route() {
         "UpdateApiKey",
         "ApiKeyFilter",
         "VerifyRequest",
+        "RotateRequest",
+        "AuditEvent",
+        "AuditAction",
+        "EventPage",
         "SearchResult",
         "CountResult",
         "ErrorBody",
@@ -126,7 +134,8 @@ async fn openapi_schemas_match_the_json_the_api_speaks() {
 
     // Every documented update field is accepted by the core's strict parser.
     let sample = |field: &str| match field {
-        "name" | "description" => json!("x"),
+        "name" | "description" | "owner_id" => json!("x"),
+        "meta" => json!({"plan": "pro"}),
         "is_active" | "clear_expires" => json!(true),
         "scopes" => json!(["read"]),
         "expires_at" => json!("2999-01-01T00:00:00Z"),
@@ -136,7 +145,51 @@ async fn openapi_schemas_match_the_json_the_api_speaks() {
         let body = json!({ field.clone(): sample(&field) });
         serde_json::from_value::<ApiKeyUpdate>(body).unwrap_or_else(|e| panic!("{field}: {e}"));
     }
-    assert_eq!(properties(&doc, "UpdateApiKey").len(), 6);
+    assert_eq!(properties(&doc, "UpdateApiKey").len(), 8);
+
+    // The audit event mirror: the fields of a real event, every one required.
+    let (rotated, _) = service
+        .rotate(&entity.id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(rotated.previous_secret_expires_at.is_some());
+    let events = service
+        .events(&keygate::EventFilter::for_key(&entity.id))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    let event_fields: BTreeSet<String> = serde_json::to_value(&events[1])
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(properties(&doc, "AuditEvent"), event_fields);
+    let actions: Vec<Value> = keygate::AuditAction::ALL
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect();
+    assert_eq!(
+        doc["components"]["schemas"]["AuditAction"]["enum"],
+        json!(actions)
+    );
+    assert_eq!(
+        properties(&doc, "EventPage"),
+        ["items", "limit", "offset", "total"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    let create = &doc["components"]["schemas"]["CreateApiKey"]["properties"];
+    assert_eq!(create["owner_id"]["minLength"], 1);
+    assert_eq!(create["owner_id"]["maxLength"], 256);
+    assert_eq!(create["meta"]["type"], json!(["object", "null"]));
+    let grace = &doc["components"]["schemas"]["RotateRequest"]["properties"]["grace_seconds"];
+    assert_eq!(
+        (grace["minimum"].clone(), grace["maximum"].clone()),
+        (json!(0), json!(2_592_000))
+    );
 }
 
 #[tokio::test]
@@ -149,7 +202,37 @@ async fn mount_path_moves_routes_and_document_together() {
     assert_eq!(reply.status, StatusCode::OK);
     let doc = Call::get("/openapi.json").send(&app.router).await.json;
     assert!(doc["paths"].get("/admin/keys/{id}/activate").is_some());
+    assert!(doc["paths"].get("/admin/keys/{id}/rotate").is_some());
     assert!(doc["paths"].get("/api-keys").is_none());
+    // The audit log stays at the root, in the app and in the document.
+    assert!(doc["paths"].get("/audit").is_some());
+    assert!(doc["paths"].get("/admin/keys/audit").is_none());
+    let audit = app
+        .admin(axum::http::Method::GET, "/audit")
+        .send(&app.router)
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+}
+
+/// Mounted at the root, the management routes and `/audit` live side by
+/// side (a key id path cannot capture `/audit`).
+#[tokio::test]
+async fn root_mount_keeps_audit_reachable() {
+    let app = TestApp::with_config(AppConfig::default().mount_path("/")).await;
+    let listed = app
+        .admin(axum::http::Method::GET, "/")
+        .send(&app.router)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let audit = app
+        .admin(axum::http::Method::GET, "/audit")
+        .send(&app.router)
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    assert!(audit.json["items"].is_array(), "{}", audit.text);
+    let doc = Call::get("/openapi.json").send(&app.router).await.json;
+    assert!(doc["paths"].get("/audit").is_some());
+    assert!(doc["paths"].get("/{id}/rotate").is_some());
 }
 
 /// Every `http(s)://host` in `text`.

@@ -1,8 +1,12 @@
 //! HTTP tests of keygate-axum, one binary: SPEC §6 row by row, against the
 //! SQLite store.
 
+mod audit;
 mod docs;
 mod management;
+mod owners;
 mod protection;
+mod races;
+mod rotation;
 mod security;
 mod support;

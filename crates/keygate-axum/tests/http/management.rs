@@ -3,12 +3,12 @@
 
 use axum::http::{Method, StatusCode};
 use chrono::{TimeDelta, Utc};
-use keygate::Repository;
+use keygate::KeyStore;
 use serde_json::{json, Value};
 
 use crate::support::{Call, TestApp};
 
-const ENTITY_FIELDS: [&str; 9] = [
+pub const ENTITY_FIELDS: [&str; 12] = [
     "id",
     "key_id",
     "name",
@@ -18,10 +18,13 @@ const ENTITY_FIELDS: [&str; 9] = [
     "last_used_at",
     "expires_at",
     "scopes",
+    "owner_id",
+    "meta",
+    "previous_secret_expires_at",
 ];
 
 #[track_caller]
-fn assert_entity(v: &Value) {
+pub fn assert_entity(v: &Value) {
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut expected = ENTITY_FIELDS.to_vec();

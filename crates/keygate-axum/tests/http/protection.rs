@@ -8,7 +8,7 @@ use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use chrono::{TimeDelta, Utc};
-use keygate::{ApiKeyService, Repository};
+use keygate::{ApiKeyService, Audit, AuditAction, KeyChange, KeyStore};
 use keygate_axum::{KeySources, KeyVerifier, RequireScopes, Scoped, VerifiedKey};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -104,9 +104,21 @@ async fn inactive_and_expired_keys_are_403_without_challenge() {
     assert_eq!(reply.header("www-authenticate"), None);
 
     // The service refuses a past expiry, so age the stored row directly.
-    let (mut expired, plain) = key(&service, "old", &["read", "write"]).await;
-    expired.expires_at = Some(Utc::now() - TimeDelta::minutes(1));
-    assert!(repo.update(&expired).await.unwrap());
+    let (expired, plain) = key(&service, "old", &["read", "write"]).await;
+    let age = KeyChange {
+        expires_at: Some(Some(Utc::now() - TimeDelta::minutes(1))),
+        ..KeyChange::default()
+    };
+    let audit = Audit {
+        actor: "test".into(),
+        at: Utc::now(),
+        action: AuditAction::Update,
+    };
+    assert!(repo
+        .update(&expired.id, &age, &audit)
+        .await
+        .unwrap()
+        .is_some());
     let reply = call(&router, Some(&plain)).await;
     reply.assert_detail(StatusCode::FORBIDDEN, "API key expired");
     assert_eq!(reply.header("www-authenticate"), None);

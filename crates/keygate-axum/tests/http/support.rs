@@ -1,5 +1,9 @@
 //! Shared setup for the HTTP tests: a service over an in-memory SQLite
-//! store, keys, and a small request helper around `oneshot`.
+//! store (or a SQLite file, for races), keys, and a small request helper
+//! around `oneshot`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -15,9 +19,16 @@ pub const PEPPER: &str = "test-pepper";
 /// A fast service (HMAC hashing, explicit pepper) over a fresh SQLite
 /// database in memory, and the store itself so a test can close it.
 pub async fn sqlite_service() -> (ApiKeyService, SqlRepository) {
-    let repo = SqlRepository::connect("sqlite::memory:")
+    sqlite_service_at("sqlite::memory:").await
+}
+
+/// The same over the SQLite database at `url`. `sqlite::memory:` uses one
+/// connection, which serializes every request; a file has a pool of
+/// several, so concurrent requests really overlap in the store.
+pub async fn sqlite_service_at(url: &str) -> (ApiKeyService, SqlRepository) {
+    let repo = SqlRepository::connect(url)
         .await
-        .expect("connect sqlite::memory:");
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     repo.migrate().await.expect("migrate");
     let service = ApiKeyService::builder(repo.clone())
         .pepper(Pepper::new(PEPPER).unwrap())
@@ -42,7 +53,10 @@ pub struct TestApp {
     pub service: ApiKeyService,
     pub repo: SqlRepository,
     pub router: Router,
+    /// The admin key's plaintext.
     pub admin: String,
+    /// The admin key's public key id: the actor of its changes.
+    pub admin_key_id: String,
 }
 
 impl TestApp {
@@ -51,14 +65,24 @@ impl TestApp {
     }
 
     pub async fn with_config(config: AppConfig) -> Self {
-        let (service, repo) = sqlite_service().await;
-        let (_, admin) = key(&service, "admin", &[DEFAULT_ADMIN_SCOPE]).await;
+        Self::build(sqlite_service().await, config).await
+    }
+
+    /// The default app over a SQLite file at `path` (created).
+    pub async fn on_file(path: &Path) -> Self {
+        let url = format!("sqlite://{}", path.display());
+        Self::build(sqlite_service_at(&url).await, AppConfig::default()).await
+    }
+
+    async fn build((service, repo): (ApiKeyService, SqlRepository), config: AppConfig) -> Self {
+        let (entity, admin) = key(&service, "admin", &[DEFAULT_ADMIN_SCOPE]).await;
         let router = keygate_axum::app(service.clone(), config);
         Self {
             service,
             repo,
             router,
             admin,
+            admin_key_id: entity.key_id,
         }
     }
 
@@ -197,5 +221,35 @@ impl Reply {
             .iter()
             .map(|e| e["field"].as_str().unwrap().to_owned())
             .collect()
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed (with
+/// what it holds) when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn create() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "keygate-axum-test-{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
