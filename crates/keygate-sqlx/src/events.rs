@@ -5,28 +5,42 @@ use sqlx::{ColumnIndex, Database, Decode, Executor, FromRow, Row, Type};
 
 use crate::codec::object_from_json;
 use crate::error::store_error;
-use crate::query::{fetch_all, fetch_count, Dialect, SqlBuilder, Value};
+use crate::query::{column_error, fetch_all, fetch_count, Dialect, SqlBuilder, Value};
 
 /// Reads a row of `Dialect::EVENT_COLUMNS` into an [`AuditEvent`].
 pub(crate) fn decode_event<D: Dialect>(
     row: &<D::DB as Database>::Row,
 ) -> Result<AuditEvent, StoreError>
 where
-    for<'c> &'c str: ColumnIndex<<D::DB as Database>::Row>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
     for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
 {
-    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-    let action = text("action")?;
+    const NAMES: [&str; 7] = [
+        "id",
+        "at",
+        "action",
+        "key_id",
+        "entity_id",
+        "actor",
+        "changes",
+    ];
+    let text = |i: usize| {
+        row.try_get::<String, _>(i)
+            .map_err(|e| column_error(&NAMES, i, e))
+    };
+    let action = text(2)?;
     Ok(AuditEvent {
-        id: text("id")?,
-        at: D::time(row, "at")?.ok_or_else(|| StoreError::Corrupt("event time is NULL".into()))?,
+        id: text(0)?,
+        at: D::time(row, 1)
+            .map_err(|e| column_error(&NAMES, 1, e))?
+            .ok_or_else(|| StoreError::Corrupt("event time is NULL".into()))?,
         action: action
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("unknown audit action {action:?}")))?,
-        key_id: text("key_id")?,
-        entity_id: text("entity_id")?,
-        actor: text("actor")?,
-        changes: object_from_json(&text("changes")?)?,
+        key_id: text(3)?,
+        entity_id: text(4)?,
+        actor: text(5)?,
+        changes: object_from_json(&text(6)?)?,
     })
 }
 

@@ -103,10 +103,9 @@ impl Dialect for MySqlDialect {
     fn decode_event(row: &MySqlRow) -> Result<AuditEvent, StoreError> {
         crate::events::decode_event::<Self>(row)
     }
-    fn time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<NaiveDateTime>, _>(column)
+    fn time(row: &MySqlRow, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        row.try_get::<Option<NaiveDateTime>, _>(index)
             .map(|t| t.map(|n| n.and_utc()))
-            .map_err(store_error)
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, MySql>, value: Value<'a>) {
         match value {
@@ -172,3 +171,15 @@ impl Dialect for MySqlDialect {
 }
 
 crate::store_impls!(MySqlRepository, MySqlDialect);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{selected_names, COLUMN_NAMES};
+
+    #[test]
+    fn select_lists_follow_the_decoded_order() {
+        assert_eq!(selected_names(MySqlDialect::COLUMNS), COLUMN_NAMES);
+        assert_eq!(selected_names(MySqlDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+    }
+}

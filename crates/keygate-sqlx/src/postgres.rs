@@ -100,8 +100,8 @@ impl Dialect for PgDialect {
     fn decode_event(row: &PgRow) -> Result<AuditEvent, StoreError> {
         crate::events::decode_event::<Self>(row)
     }
-    fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        time(row, column)
+    fn time(row: &PgRow, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        time(row, index)
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Postgres>, value: Value<'a>) {
         match value {
@@ -157,15 +157,25 @@ impl Dialect for PgDialect {
 }
 
 /// A `timestamptz`, or a naive `timestamp` read as UTC (older tables).
-fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    match row.try_get::<Option<DateTime<Utc>>, _>(column) {
-        Ok(t) => Ok(t),
+fn time(row: &PgRow, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    match row.try_get::<Option<DateTime<Utc>>, _>(index) {
         Err(sqlx::Error::ColumnDecode { .. }) => row
-            .try_get::<Option<NaiveDateTime>, _>(column)
-            .map(|t| t.map(|n| n.and_utc()))
-            .map_err(store_error),
-        Err(e) => Err(store_error(e)),
+            .try_get::<Option<NaiveDateTime>, _>(index)
+            .map(|t| t.map(|n| n.and_utc())),
+        other => other,
     }
 }
 
 crate::store_impls!(PostgresRepository, PgDialect);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{selected_names, COLUMN_NAMES};
+
+    #[test]
+    fn select_lists_follow_the_decoded_order() {
+        assert_eq!(selected_names(PgDialect::COLUMNS), COLUMN_NAMES);
+        assert_eq!(selected_names(PgDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+    }
+}

@@ -17,36 +17,74 @@ use sqlx::{
 use crate::codec::{like_pattern, object_from_json, scopes_from_json, sorted_uses};
 use crate::error::store_error;
 
+/// The names of `Dialect::COLUMNS`, in order: every dialect (and its
+/// legacy list) selects them in this order, so rows are read by position
+/// (no name look-up per column on the verification path).
+pub(crate) const COLUMN_NAMES: [&str; 16] = [
+    "id",
+    "key_id",
+    "name",
+    "description",
+    "is_active",
+    "created_at",
+    "last_used_at",
+    "expires_at",
+    "scopes",
+    "key_hash",
+    "key_secret_first",
+    "key_secret_last",
+    "owner_id",
+    "meta",
+    "previous_key_hash",
+    "previous_secret_expires_at",
+];
+
+/// The column names of a select list (`a, b AS c, NULL::text AS d`).
+#[cfg(test)]
+pub(crate) fn selected_names(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(|item| item.split_whitespace().last().unwrap_or_default())
+        .collect()
+}
+
+/// A decoding failure, naming the column.
+pub(crate) fn column_error(names: &[&str], index: usize, e: sqlx::Error) -> StoreError {
+    match store_error(e) {
+        StoreError::Corrupt(m) => {
+            StoreError::Corrupt(format!("column {}: {m}", names.get(index).unwrap_or(&"?")))
+        }
+        other => other,
+    }
+}
+
 /// Reads a row of `Dialect::COLUMNS` into an [`ApiKey`].
 pub(crate) fn decode_row<D: Dialect>(row: &<D::DB as Database>::Row) -> Result<ApiKey, StoreError>
 where
-    for<'c> &'c str: ColumnIndex<<D::DB as Database>::Row>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
     for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
     for<'r> bool: Decode<'r, D::DB> + Type<D::DB>,
 {
-    let text = |c: &str| row.try_get::<String, _>(c).map_err(store_error);
-    let opt_text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(store_error);
+    let err = |i: usize| move |e| column_error(&COLUMN_NAMES, i, e);
+    let text = |i: usize| row.try_get::<String, _>(i).map_err(err(i));
+    let opt_text = |i: usize| row.try_get::<Option<String>, _>(i).map_err(err(i));
+    let time = |i: usize| D::time(row, i).map_err(|e| column_error(&COLUMN_NAMES, i, e));
     Ok(ApiKey {
-        id: text("id")?,
-        key_id: text("key_id")?,
-        name: opt_text("name")?,
-        description: opt_text("description")?,
-        is_active: row.try_get::<bool, _>("is_active").map_err(store_error)?,
-        created_at: D::time(row, "created_at")?
-            .ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
-        last_used_at: D::time(row, "last_used_at")?,
-        expires_at: D::time(row, "expires_at")?,
-        scopes: scopes_from_json(&text("scopes")?)?,
-        owner_id: opt_text("owner_id")?,
-        meta: opt_text("meta")?
-            .as_deref()
-            .map(object_from_json)
-            .transpose()?,
-        previous_secret_expires_at: D::time(row, "previous_secret_expires_at")?,
-        previous_key_hash: opt_text("previous_key_hash")?,
-        key_hash: text("key_hash")?,
-        key_secret_first: text("key_secret_first")?,
-        key_secret_last: text("key_secret_last")?,
+        id: text(0)?,
+        key_id: text(1)?,
+        name: opt_text(2)?,
+        description: opt_text(3)?,
+        is_active: row.try_get::<bool, _>(4).map_err(err(4))?,
+        created_at: time(5)?.ok_or_else(|| StoreError::Corrupt("created_at is NULL".into()))?,
+        last_used_at: time(6)?,
+        expires_at: time(7)?,
+        scopes: scopes_from_json(&text(8)?)?,
+        key_hash: text(9)?,
+        key_secret_first: text(10)?,
+        key_secret_last: text(11)?,
+        owner_id: opt_text(12)?,
+        meta: opt_text(13)?.as_deref().map(object_from_json).transpose()?,
+        previous_key_hash: opt_text(14)?,
+        previous_secret_expires_at: time(15)?,
     })
 }
 
@@ -147,11 +185,12 @@ pub(crate) trait Dialect {
     fn decode(row: &<Self::DB as Database>::Row) -> Result<ApiKey, StoreError>;
     /// Reads a row selected with [`Dialect::EVENT_COLUMNS`] (with [`decode_event`]).
     fn decode_event(row: &<Self::DB as Database>::Row) -> Result<AuditEvent, StoreError>;
-    /// Reads a time column (each backend stores times its own way).
+    /// Reads the time column at `index` (each backend stores times its own
+    /// way).
     fn time(
         row: &<Self::DB as Database>::Row,
-        column: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+        index: usize,
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
     /// Pushes a placeholder bound to a value, in the stored representation.
     fn bind<'a>(qb: &mut SqlBuilder<'a, Self::DB>, value: Value<'a>);
     /// Pushes a condition: the row holds every scope of a non-empty list.

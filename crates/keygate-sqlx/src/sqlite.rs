@@ -139,12 +139,12 @@ impl Dialect for SqliteDialect {
     fn decode_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
         crate::events::decode_event::<Self>(row)
     }
-    fn time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<String>, _>(column)
-            .map_err(store_error)?
+    fn time(row: &SqliteRow, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        row.try_get::<Option<String>, _>(index)?
             .as_deref()
             .map(time_from_text)
             .transpose()
+            .map_err(|e| sqlx::Error::Decode(e.into()))
     }
     fn bind<'a>(qb: &mut SqlBuilder<'a, Sqlite>, value: Value<'a>) {
         match value {
@@ -216,3 +216,15 @@ impl Dialect for SqliteDialect {
 }
 
 crate::store_impls!(SqliteRepository, SqliteDialect);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{selected_names, COLUMN_NAMES};
+
+    #[test]
+    fn select_lists_follow_the_decoded_order() {
+        assert_eq!(selected_names(SqliteDialect::COLUMNS), COLUMN_NAMES);
+        assert_eq!(selected_names(SqliteDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+    }
+}
