@@ -17,6 +17,12 @@ pub const DESCRIPTION_MAX: usize = 1024;
 pub const OWNER_ID_MAX: usize = 256;
 /// Largest accepted `meta`, in bytes of compact JSON.
 pub const META_MAX_BYTES: usize = 8 * 1024;
+/// Most entries accepted in one list of scopes: a key's `scopes`, a
+/// filter's `scopes_contain_all` / `scopes_contain_any` (and, over HTTP,
+/// `required_scopes` of a verification). Counted as given, duplicates
+/// included. Keeps every store's query within its limits (SQLite refuses
+/// an expression tree of about a thousand scopes).
+pub const MAX_SCOPES_PER_LIST: usize = 100;
 
 /// The application's own data on a key: a JSON object (plan, tenant, region…).
 pub type Meta = serde_json::Map<String, serde_json::Value>;
@@ -309,8 +315,24 @@ pub(crate) fn check_owner_and_meta(
     }
 }
 
+/// The error for a list of `count` scopes in `field`, when above
+/// [`MAX_SCOPES_PER_LIST`].
+pub(crate) fn too_many_scopes(field: &str, count: usize) -> Option<FieldError> {
+    (count > MAX_SCOPES_PER_LIST).then(|| {
+        FieldError::new(
+            field,
+            format!("must hold at most {MAX_SCOPES_PER_LIST} scopes (got {count})"),
+        )
+    })
+}
+
 /// Validates scopes into a [`ScopeSet`], appending problems to `errors`.
+/// A list above [`MAX_SCOPES_PER_LIST`] is one error, its entries unchecked.
 pub(crate) fn check_scopes(scopes: &[String], errors: &mut Vec<FieldError>) -> ScopeSet {
+    if let Some(e) = too_many_scopes("scopes", scopes.len()) {
+        errors.push(e);
+        return ScopeSet::default();
+    }
     match ScopeSet::new(scopes.iter().cloned()) {
         Ok(set) => set,
         Err(Error::Validation(mut e)) => {
@@ -401,5 +423,23 @@ mod tests {
             check_fields(Some(&"é".repeat(NAME_MAX)), None, None, now),
             vec![]
         );
+    }
+
+    #[test]
+    fn scope_lists_are_bounded() {
+        let list = |n: usize| -> Vec<String> { (0..n).map(|i| format!("s{i}")).collect() };
+        let mut errors = Vec::new();
+        let set = check_scopes(&list(MAX_SCOPES_PER_LIST), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(set.as_slice().len(), MAX_SCOPES_PER_LIST);
+        // Duplicates count: the limit is on what is sent.
+        let dupes = vec!["read".to_owned(); MAX_SCOPES_PER_LIST + 1];
+        for too_many in [list(MAX_SCOPES_PER_LIST + 1), list(1000), dupes] {
+            let mut errors = Vec::new();
+            check_scopes(&too_many, &mut errors);
+            assert_eq!(errors.len(), 1, "one error, not one per scope");
+            assert_eq!(errors[0].field, "scopes");
+            assert!(errors[0].message.contains("at most 100"), "{errors:?}");
+        }
     }
 }

@@ -76,6 +76,10 @@ pub enum Error {
     /// A stored hash could not be read, or hashing failed.
     #[error("hashing error: {0}")]
     Hash(String),
+    /// Too many keys are waiting to be hashed; the request was refused
+    /// without queueing. Try again shortly (HTTP 503 with `Retry-After`).
+    #[error("server busy: too many keys waiting to be checked")]
+    Overloaded,
 }
 
 impl Error {

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::entity::ApiKey;
+use crate::entity::{too_many_scopes, ApiKey};
 use crate::error::{Error, FieldError};
 use crate::scope::is_valid_scope;
 
@@ -180,18 +180,24 @@ impl ApiKeyFilter {
         }
     }
 
-    /// Checks the scope lists. A bad scope can never match a stored key, so
-    /// it is reported rather than silently returning nothing.
+    /// Checks the scope lists: at most
+    /// [`MAX_SCOPES_PER_LIST`](crate::MAX_SCOPES_PER_LIST) entries each, every
+    /// entry a valid scope. A bad scope can never match a stored key, so it
+    /// is reported rather than silently returning nothing.
     pub fn validate(&self) -> Result<(), Error> {
         let errors: Vec<FieldError> = [
             ("scopes_contain_all", &self.scopes_contain_all),
             ("scopes_contain_any", &self.scopes_contain_any),
         ]
         .into_iter()
-        .flat_map(|(field, list)| {
-            list.iter()
+        .flat_map(|(field, list)| match too_many_scopes(field, list.len()) {
+            // One error for the list, not one per entry.
+            Some(e) => vec![e],
+            None => list
+                .iter()
                 .filter(|s| !is_valid_scope(s))
-                .map(move |s| FieldError::new(field, format!("invalid scope {s:?}")))
+                .map(|s| FieldError::new(field, format!("invalid scope {s:?}")))
+                .collect(),
         })
         .collect();
         if errors.is_empty() {
@@ -297,5 +303,34 @@ mod tests {
             ..ApiKeyFilter::default()
         };
         assert!(matches!(f.validate(), Err(Error::Validation(_))));
+    }
+
+    #[test]
+    fn filter_scope_lists_are_bounded() {
+        let list = |n: usize| -> Vec<String> { (0..n).map(|i| format!("s{i}")).collect() };
+        let max = crate::MAX_SCOPES_PER_LIST;
+        let ok = ApiKeyFilter {
+            scopes_contain_all: list(max),
+            scopes_contain_any: list(max),
+            ..ApiKeyFilter::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (all, any, field) in [
+            (max + 1, 0, "scopes_contain_all"),
+            (0, 1000, "scopes_contain_any"),
+        ] {
+            let f = ApiKeyFilter {
+                scopes_contain_all: list(all),
+                scopes_contain_any: list(any),
+                ..ApiKeyFilter::default()
+            };
+            match f.validate() {
+                Err(Error::Validation(e)) => {
+                    assert_eq!(e.len(), 1, "{e:?}");
+                    assert_eq!(e[0].field, field);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -52,6 +52,7 @@ pub use builder::{DelayRange, ServiceBuilder};
 pub use cache::{digest as key_digest, CacheConfig, KeyDigest};
 pub use change::{KeyChange, NewSecret, HIDDEN};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use entity::MAX_SCOPES_PER_LIST;
 pub use entity::{
     new_entity_id, now_micros, truncate_micros, ApiKey, ApiKeyUpdate, Meta, NewApiKey,
     DESCRIPTION_MAX, META_MAX_BYTES, NAME_MAX, OWNER_ID_MAX,
@@ -63,7 +64,7 @@ pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_
 pub use memory::InMemoryRepository;
 pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};
-pub use service::{ApiKeyService, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
+pub use service::{ApiKeyService, HashingStats, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
 
 /// The storage traits, to call a store's methods directly:
 /// `use keygate::prelude::*;`.

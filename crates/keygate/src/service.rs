@@ -16,7 +16,7 @@ use crate::entity::{
 use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
 use crate::hash::KeyHasher;
-use crate::hash_pool::HashPool;
+use crate::hash_pool::{HashPool, Lane};
 use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
 use crate::repository::Repository;
 use crate::touch::TouchQueue;
@@ -32,6 +32,15 @@ pub(crate) struct Inner {
     pub(crate) failure_delay: Option<DelayRange>,
     pub(crate) success_delay: Option<DelayRange>,
     pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Counters of the slow-hashing pool ([`ApiKeyService::hashing_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingStats {
+    /// Hashing jobs waiting for a thread.
+    pub queued: usize,
+    /// Slow hashes (Argon2, bcrypt) run since the service started.
+    pub completed: u64,
 }
 
 /// Longest grace period a rotation may give the replaced secret: 30 days.
@@ -420,7 +429,11 @@ impl ApiKeyService {
                 Error::validation(name.clone(), "is not a key in this service's format")
             })?;
             if let Some(existing) = self.inner.repo.get_by_key_id(parsed.key_id).await? {
-                if self.check_hash(parsed.secret, &existing.key_hash).await? {
+                let lane = Lane::Known(existing.key_id.clone());
+                if self
+                    .check_hash(parsed.secret, &existing.key_hash, lane)
+                    .await?
+                {
                     loaded.push(existing);
                     continue;
                 }
@@ -455,6 +468,15 @@ impl ApiKeyService {
     /// Number of uses waiting to be written.
     pub fn pending_uses(&self) -> usize {
         self.inner.touch.pending_len()
+    }
+
+    /// The slow-hashing pool's counters: jobs waiting for a thread, and
+    /// hashes run since start (HMAC checks run inline and are not counted).
+    pub fn hashing_stats(&self) -> HashingStats {
+        HashingStats {
+            queued: self.inner.hash_pool.queued(),
+            completed: self.inner.hash_pool.completed(),
+        }
     }
 
     /// Checks that the store answers.

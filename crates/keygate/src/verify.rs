@@ -11,6 +11,7 @@ use crate::cache::{digest, Cached, KeyDigest, Proof};
 use crate::entity::{truncate_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
+use crate::hash_pool::Lane;
 use crate::key::{ParsedKey, Secret};
 use crate::service::{ApiKeyService, Inner};
 use crate::touch::FLUSH_EVERY;
@@ -115,7 +116,8 @@ impl ApiKeyService {
         // 3. Unknown key id: spend the same hashing work anyway.
         let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
             self.forget(parsed.key_id);
-            let _ = self.check_hash(parsed.secret, &inner.dummy_hash).await;
+            self.check_hash(parsed.secret, &inner.dummy_hash, Lane::Unknown)
+                .await?;
             return Err(Error::KeyNotFound);
         };
         // 4. Wrong secret. No hashing when this exact key was already
@@ -164,11 +166,14 @@ impl ApiKeyService {
         stored: &ApiKey,
         now: DateTime<Utc>,
     ) -> Result<Option<Proof>, Error> {
-        if self.check_hash(secret, &stored.key_hash).await? {
+        let lane = || Lane::Known(stored.key_id.clone());
+        if self.check_hash(secret, &stored.key_hash, lane()).await? {
             return Ok(Some(Proof::Current));
         }
         match stored.previous_hash_at(now) {
-            Some(previous) if self.check_hash(secret, previous).await? => Ok(Some(Proof::Previous)),
+            Some(previous) if self.check_hash(secret, previous, lane()).await? => {
+                Ok(Some(Proof::Previous))
+            }
             _ => Ok(None),
         }
     }
@@ -219,8 +224,14 @@ impl ApiKeyService {
     }
 
     /// Checks a secret against a stored hash. Argon2 and bcrypt run on the
-    /// hashing pool; HMAC runs inline (it takes about a microsecond).
-    pub(crate) async fn check_hash(&self, secret: &str, stored: &str) -> Result<bool, Error> {
+    /// hashing pool in `lane`; HMAC runs inline (it takes about a
+    /// microsecond).
+    pub(crate) async fn check_hash(
+        &self,
+        secret: &str,
+        stored: &str,
+        lane: Lane,
+    ) -> Result<bool, Error> {
         let hasher = &self.inner.hasher;
         let slow = HashAlgorithm::of_stored(stored).is_some_and(|k| k.is_slow());
         let outcome = if slow {
@@ -228,7 +239,7 @@ impl ApiKeyService {
             let secret = Zeroizing::new(secret.to_owned());
             self.inner
                 .hash_pool
-                .run(move || hasher.verify(&secret, &stored))
+                .run(lane, move || hasher.verify(&secret, &stored))
                 .await?
         } else {
             hasher.verify(secret, stored)
@@ -249,7 +260,7 @@ impl ApiKeyService {
         let secret = secret.clone();
         self.inner
             .hash_pool
-            .run(move || hasher.hash(secret.expose()))
+            .run(Lane::Trusted, move || hasher.hash(secret.expose()))
             .await?
     }
 }
