@@ -68,7 +68,7 @@ pub(crate) fn time_from_text(text: &str) -> Result<DateTime<Utc>, StoreError> {
 pub(crate) fn like_pattern(needle: &str) -> String {
     let mut out = String::with_capacity(needle.len() + 2);
     out.push('%');
-    for c in needle.to_lowercase().chars() {
+    for c in keygate::fold_case(needle).chars() {
         if matches!(c, '!' | '%' | '_') {
             out.push('!');
         }

@@ -38,6 +38,7 @@ mod query;
 mod repository;
 mod schema;
 mod sqlite;
+mod sqlite_fold;
 mod write;
 
 use std::fmt;

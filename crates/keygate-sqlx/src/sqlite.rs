@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use keygate::{is_valid_scope, ApiKey, AuditEvent, OrderBy, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite};
 
@@ -18,6 +18,7 @@ use crate::codec::{
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::schema::Schema;
+use crate::sqlite_fold;
 use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -42,7 +43,9 @@ pub struct SqliteRepository {
 impl SqliteRepository {
     /// Wraps an existing pool. The caller is responsible for its settings;
     /// an in-memory database needs a single connection (or a shared cache)
-    /// so every connection sees the same data.
+    /// so every connection sees the same data, and every connection needs
+    /// [`register_functions`](Self::register_functions) (e.g. in the pool's
+    /// `after_connect`) for `name_contains` searches.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
             pool,
@@ -80,6 +83,7 @@ impl SqliteRepository {
             )
         };
         let pool = pool
+            .after_connect(|conn, _| Box::pin(sqlite_fold::register(conn)))
             .acquire_timeout(options.acquire_timeout)
             // A local file connection cannot go stale the way a network one
             // can; pinging it on every acquire doubled the cost of a read.
@@ -91,6 +95,27 @@ impl SqliteRepository {
             pool,
             schema: Schema::default(),
         })
+    }
+
+    /// Registers the SQL functions keygate's queries use on one connection
+    /// (`keygate_lower`, Unicode case folding for `name_contains`). Pools
+    /// opened by [`connect`](Self::connect) do it for every connection.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate_sqlx::SqliteRepository;
+    /// let pool = sqlx::sqlite::SqlitePoolOptions::new()
+    ///     .max_connections(1)
+    ///     .after_connect(|conn, _| Box::pin(SqliteRepository::register_functions(conn)))
+    ///     .connect("sqlite::memory:")
+    ///     .await
+    ///     .unwrap();
+    /// let repo = SqliteRepository::from_pool(pool);
+    /// # repo.migrate().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn register_functions(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        sqlite_fold::register(conn).await
     }
 
     /// The underlying pool.
@@ -195,7 +220,7 @@ impl Dialect for SqliteDialect {
         qb.push(")))");
     }
     fn name_like(qb: &mut SqlBuilder<'_, Sqlite>, pattern: String) {
-        qb.push("lower(name) LIKE ");
+        qb.push(sqlite_fold::FOLD).push("(name) LIKE ");
         qb.push_bind(pattern);
         qb.push(" ESCAPE '!'");
     }

@@ -75,6 +75,20 @@ fn default_true() -> bool {
     true
 }
 
+/// Case folding for `name_contains`: every character replaced by the first
+/// character of its Unicode lowercase mapping (`É` → `é`, `Σ` → `σ`,
+/// `İ` → `i`; `ß` stays `ß`). Character by character, as the databases'
+/// `lower()` works, so every store folds alike.
+///
+/// ```
+/// assert_eq!(keygate::fold_case("ÉCOLE İstanbul ΟΔΟΣ"), "école istanbul οδοσ");
+/// ```
+pub fn fold_case(text: &str) -> String {
+    text.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
 /// Search criteria, all optional and combined with AND.
 ///
 /// Nulls sort as the smallest value (first ascending, last descending) in
@@ -119,7 +133,8 @@ pub struct ApiKeyFilter {
     /// Key holds at least one of these scopes (ignored when empty).
     #[serde(default)]
     pub scopes_contain_any: Vec<String>,
-    /// Case-insensitive substring of the name; `%`, `_`, `\` are literal.
+    /// Case-insensitive substring of the name ([`fold_case`] on both
+    /// sides); `%`, `_`, `\` are literal.
     #[serde(default)]
     pub name_contains: Option<String>,
     /// Exact name.
@@ -235,7 +250,7 @@ impl ApiKeyFilter {
             && self.name_contains.as_deref().is_none_or(|needle| {
                 key.name
                     .as_deref()
-                    .is_some_and(|n| n.to_lowercase().contains(&needle.to_lowercase()))
+                    .is_some_and(|n| fold_case(n).contains(&fold_case(needle)))
             })
             && self
                 .name_exact

@@ -58,7 +58,7 @@ pub use entity::{
     DESCRIPTION_MAX, META_MAX_BYTES, NAME_MAX, OWNER_ID_MAX,
 };
 pub use error::{Error, FieldError, StoreError};
-pub use filter::{ApiKeyFilter, OrderBy};
+pub use filter::{fold_case, ApiKeyFilter, OrderBy};
 pub use hash::{HashAlgorithm, KeyHasher, Pepper, StoredKind, PEPPER_ENV};
 pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_LEN};
 pub use memory::InMemoryRepository;

@@ -419,3 +419,54 @@ pub async fn owner_and_key_id_filters_are_exact(repo: Repo) {
     };
     assert_eq!(repo.count(&prefix).await.unwrap(), 0);
 }
+
+/// `name_contains` folds every Unicode letter, not only ASCII, alike on
+/// every store: `école` finds `ÉCOLE`, `ISTANBUL` finds `İstanbul`.
+pub async fn name_contains_folds_unicode(repo: Repo) {
+    let mut keys = Vec::new();
+    for name in [
+        "ÉCOLE",
+        "école",
+        "Ecole",
+        "İstanbul",
+        "Straße",
+        "ΟΔΟΣ",
+        "ÜBER",
+    ] {
+        let k = key(Some(name), &[]);
+        put(&repo, &k).await.unwrap();
+        keys.push(k);
+    }
+    let names = |needle: &str| {
+        let repo = repo.clone();
+        let filter = ApiKeyFilter {
+            name_contains: Some(needle.to_owned()),
+            order_by: OrderBy::Name,
+            order_desc: false,
+            ..f()
+        };
+        async move {
+            let found = repo.find(&filter).await.unwrap();
+            found.into_iter().filter_map(|k| k.name).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names("école").await, ["ÉCOLE", "école"]);
+    assert_eq!(names("ÉCOLE").await, ["ÉCOLE", "école"]);
+    assert_eq!(names("ISTANBUL").await, ["İstanbul"]);
+    assert_eq!(names("ß").await, ["Straße"]);
+    assert_eq!(names("οδοσ").await, ["ΟΔΟΣ"]);
+    assert_eq!(names("über").await, ["ÜBER"]);
+    // Lowercasing, not full case folding: `SS` is not `ß`.
+    assert!(names("STRASSE").await.is_empty());
+    for needle in ["é", "É", "i", "İ", "σ", "Σ", "ss", "e"] {
+        check(
+            &repo,
+            &keys,
+            &ApiKeyFilter {
+                name_contains: Some(needle.into()),
+                ..f()
+            },
+        )
+        .await;
+    }
+}

@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             ping_answers,
             every_filter_field_matches_reference,
             name_contains_is_literal_and_case_insensitive,
+            name_contains_folds_unicode,
             ordering_every_column_both_directions,
             paging_is_stable_and_complete,
             scope_filters_run_before_paging,
