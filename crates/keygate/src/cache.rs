@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -64,7 +66,8 @@ struct Entry {
     digest: KeyDigest,
     entity: Arc<ApiKey>,
     proof: Proof,
-    fresh_until: Instant,
+    /// On the service's clock, so tests can move it.
+    fresh_until: DateTime<Utc>,
 }
 
 /// Which of the entity's hashes the presented key was proven against.
@@ -108,7 +111,7 @@ pub(crate) enum Cached {
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
     entries: Cache<String, Entry>,
-    ttl: Duration,
+    ttl: TimeDelta,
     hashing: Mutex<Gates>,
 }
 
@@ -149,7 +152,7 @@ impl VerifyCache {
                 .max_capacity(config.max_entries)
                 .time_to_live(config.proof_ttl.max(config.ttl))
                 .build(),
-            ttl: config.ttl,
+            ttl: TimeDelta::from_std(config.ttl).unwrap_or(TimeDelta::MAX),
             hashing: Mutex::new(HashMap::new()),
         }
     }
@@ -177,25 +180,38 @@ impl VerifyCache {
         }
     }
 
-    /// What is known of the presented key, when its digest matches.
-    pub(crate) fn get(&self, key_id: &str, digest: &KeyDigest) -> Option<Cached> {
+    /// What is known of the presented key at `now`, when its digest matches.
+    pub(crate) fn get(
+        &self,
+        key_id: &str,
+        digest: &KeyDigest,
+        now: DateTime<Utc>,
+    ) -> Option<Cached> {
         let entry = self.entries.get(key_id)?;
         if !bool::from(entry.digest.ct_eq(digest)) {
             return None;
         }
-        Some(if Instant::now() < entry.fresh_until {
+        Some(if now < entry.fresh_until {
             Cached::Fresh(entry.entity, entry.proof)
         } else {
             Cached::Stale(entry.entity, entry.proof)
         })
     }
 
-    pub(crate) fn insert(&self, digest: KeyDigest, entity: Arc<ApiKey>, proof: Proof) {
+    pub(crate) fn insert(
+        &self,
+        digest: KeyDigest,
+        entity: Arc<ApiKey>,
+        proof: Proof,
+        now: DateTime<Utc>,
+    ) {
         let entry = Entry {
             digest,
             entity,
             proof,
-            fresh_until: Instant::now() + self.ttl,
+            fresh_until: now
+                .checked_add_signed(self.ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         self.entries.insert(entry.entity.key_id.clone(), entry);
     }
@@ -220,7 +236,7 @@ impl VerifyCache {
     pub(crate) fn expire(&self, key_id: &str) {
         if let Some(old) = self.entries.get(key_id) {
             let entry = Entry {
-                fresh_until: Instant::now(),
+                fresh_until: DateTime::<Utc>::MIN_UTC,
                 ..old
             };
             self.entries.insert(key_id.to_owned(), entry);

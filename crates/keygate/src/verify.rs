@@ -56,19 +56,19 @@ impl ApiKeyService {
         let parsed = inner.format.parse(raw_key)?;
 
         // Cache hit only when the whole presented key matches the cached one.
+        let now = inner.clock.now();
         let presented = inner.cache.as_ref().map(|_| digest(raw_key));
         let cached = inner
             .cache
             .as_ref()
             .zip(presented.as_ref())
-            .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+            .and_then(|(cache, d)| cache.get(parsed.key_id, d, now));
 
         let (key, proof) = match cached {
             Some(Cached::Fresh(key, proof)) => (key, proof),
             // 3–4. Boxed, so a cache hit never carries the slow path's state.
-            cached => Box::pin(self.load_and_check(parsed, presented, cached)).await?,
+            cached => Box::pin(self.load_and_check(parsed, presented, cached, now)).await?,
         };
-        let now = inner.clock.now();
         // 4, continued: a secret replaced by a rotation only during its grace.
         if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
             return Err(Error::InvalidKey);
@@ -111,6 +111,7 @@ impl ApiKeyService {
         parsed: ParsedKey<'_>,
         presented: Option<KeyDigest>,
         cached: Option<Cached>,
+        now: DateTime<Utc>,
     ) -> Result<(Arc<ApiKey>, Proof), Error> {
         let inner = &self.inner;
         // 3. Unknown key id: spend the same hashing work anyway.
@@ -124,7 +125,6 @@ impl ApiKeyService {
         // proven against a hash the stored key still accepts, and only one
         // request at a time hashes a given presented key (the others then
         // find it proven).
-        let now = inner.clock.now();
         let proven = |c: Option<&Cached>| {
             let (entity, proof) = c?.parts();
             still_accepted(&stored, proof.hash_in(entity)?, now)
@@ -141,7 +141,7 @@ impl ApiKeyService {
                     .cache
                     .as_ref()
                     .zip(presented.as_ref())
-                    .and_then(|(cache, d)| cache.get(parsed.key_id, d));
+                    .and_then(|(cache, d)| cache.get(parsed.key_id, d, now));
                 match proven(again.as_ref()) {
                     Some(proof) => proof,
                     None => self
@@ -153,7 +153,7 @@ impl ApiKeyService {
         };
         let key = Arc::new(stored);
         if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.insert(d, key.clone(), proof);
+            cache.insert(d, key.clone(), proof, now);
         }
         Ok((key, proof))
     }

@@ -168,7 +168,10 @@ async fn activate_deactivate_are_idempotent_and_delete_returns_the_entity() {
 
 #[tokio::test]
 async fn list_is_newest_first_and_paged() {
-    let service = fast_service();
+    let clock = std::sync::Arc::new(keygate::ManualClock::starting_now());
+    let service = service_with(keygate::InMemoryRepository::new(), |b| {
+        b.clock(clock.clone())
+    });
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(
@@ -179,7 +182,7 @@ async fn list_is_newest_first_and_paged() {
                 .0
                 .id,
         );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        clock.advance(Duration::from_millis(2));
     }
     ids.reverse();
     let page: Vec<_> = service
@@ -223,7 +226,8 @@ async fn last_used_writes_are_coalesced_and_flushed() {
     assert_eq!(touches(), 1, "within the interval no further write");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the flusher's period and the slow write are virtual.
+#[tokio::test(start_paused = true)]
 async fn flush_waits_for_a_background_write_in_flight() {
     let (mut repo, _, touches) = spy_with_touches();
     repo.touch_delay = Duration::from_millis(600);
@@ -247,7 +251,7 @@ async fn flush_waits_for_a_background_write_in_flight() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn background_flusher_writes_within_seconds() {
     let service = service_with(keygate::InMemoryRepository::new(), |b| {
         b.touch_interval(Duration::from_secs(60))
