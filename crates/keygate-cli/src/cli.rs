@@ -507,6 +507,47 @@ pub struct ServeArgs {
     /// `last_used_at` values are written either way.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub shutdown_timeout: u64,
+    /// Seconds a client has to send a complete request head
+    ///
+    /// Counted from the connection's accept for its first request, and from
+    /// the first byte of each later request on a keep-alive connection. A
+    /// slower client (e.g. a "slowloris" sending its headers a byte at a
+    /// time) is disconnected without an answer. 10 s is plenty for any real
+    /// client, which sends its head in one packet.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = timeout_seconds())]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request
+    ///
+    /// After a response, the connection is closed if no byte of a new request
+    /// arrives within this time. The default is longer than the 60 s idle
+    /// timeout of common load balancers and proxies, so they close their
+    /// pooled connections first and never send a request into a closing one.
+    /// When the connection limit is reached, idle connections are closed
+    /// earlier (see --max-connections).
+    #[arg(long, default_value_t = 75, value_name = "SECONDS", value_parser = timeout_seconds())]
+    pub idle_timeout: u64,
+    /// Seconds a request body may take to arrive, and a response to be read
+    ///
+    /// Counted from the end of the request head, for the whole body: a body
+    /// still incomplete then is answered 408 {"detail": "..."} and the
+    /// connection is closed. A client that reads none of its response for
+    /// this long is disconnected too. Request bodies here are small JSON
+    /// documents.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = timeout_seconds())]
+    pub body_timeout: u64,
+    /// Most connections open at once [default: from the open-file limit]
+    ///
+    /// Default: the open-file soft limit (`ulimit -n`) minus a reserve of
+    /// 64 + 1/16 of it for the database pool, the listener and logs (896 for
+    /// a limit of 1024). At the limit a new connection is still accepted, and
+    /// room is made by closing the connections that have waited longest for
+    /// a request head (idle new connections, slow heads), then the
+    /// longest-idle keep-alive ones, then the slowest body or response
+    /// transfers. A request being handled is never cut; only when all
+    /// connections are inside a handler is a newcomer refused (503). Raise
+    /// the open-file limit (e.g. systemd's LimitNOFILE) to serve more.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
     /// Log format on stderr
     ///
     /// The level comes from RUST_LOG (default `info`). Logs never contain a
@@ -521,6 +562,11 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line
     Json,
+}
+
+/// 1 second to 1 day.
+fn timeout_seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=86_400)
 }
 
 fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {

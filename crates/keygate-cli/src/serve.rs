@@ -1,11 +1,14 @@
-//! `keygate serve`: the management API, `/healthz`, graceful shutdown.
+//! `keygate serve`: the management API, `/healthz`, graceful shutdown,
+//! connection timeouts and the connection cap (`serve/server.rs`).
 
-use std::time::{Duration, Instant};
+mod limits;
+mod server;
+
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::store;
+use limits::{CapSource, Limits};
 
 /// Environment variable that turns production mode on when set to `production`.
 const ENV_VAR: &str = "KEYGATE_ENV";
@@ -51,6 +55,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr()?;
     let signals = Signals::install()?;
+    let limits = Limits::from_args(&args);
+    log_limits(&limits);
     tracing::info!(%addr, production, "keygate listening");
     // On stdout too, so scripts and tests can wait for it (port 0 included).
     let line = if global.json {
@@ -61,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     crate::output::print(&line)?;
 
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = server::serve(listener, app, limits, async move {
         signals.recv().await;
         let _ = stopping_tx.send(true);
     });
@@ -74,7 +80,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        served = server => served.context("server error")?,
+        () = server => {}
         () = grace_over => tracing::warn!(
             "requests still running {}s after the signal: stopping without them",
             grace.as_secs()
@@ -95,9 +101,35 @@ fn router(service: ApiKeyService) -> Router {
         .with_state(service.clone());
     // Management routes (admin scope `keygate:admin` required, except for
     // /verify), /openapi.json and /docs, with keygate-axum's defaults.
-    keygate_axum::app(service, AppConfig::default())
-        .merge(health)
-        .layer(middleware::from_fn(log_request))
+    // One log line per request comes from the server (`server.rs`), which
+    // sees the final status (a body timeout's 408 included).
+    keygate_axum::app(service, AppConfig::default()).merge(health)
+}
+
+fn log_limits(limits: &Limits) {
+    let source = match limits.cap_source {
+        CapSource::Flag => "--max-connections".to_owned(),
+        CapSource::OpenFileLimit(soft) => format!("open-file limit {soft}"),
+        CapSource::Fallback => "built-in default".to_owned(),
+    };
+    tracing::info!(
+        header_timeout_s = limits.header_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        body_timeout_s = limits.body_timeout.as_secs(),
+        max_connections = limits.max_connections,
+        from = source,
+        "connection limits"
+    );
+    if let Some(derived) = limits.derived_cap() {
+        if limits.max_connections > derived {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                open_file_limit_allows = derived,
+                "--max-connections is above what the open-file limit leaves room for: \
+                 accept may fail with EMFILE (the server then closes idle connections and retries)"
+            );
+        }
+    }
 }
 
 /// 200 when the store answers, 503 otherwise.
@@ -113,22 +145,6 @@ async fn healthz(State(service): State<ApiKeyService>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// One line per request. The path only: a query string may carry a key.
-async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM handlers. Installed before the address is
