@@ -44,6 +44,11 @@ Audit: every change (create, update, delete, activate, deactivate, rotate) is
 recorded with its actor (`--actor`, default `cli`); `keygate events` shows
 the log.
 
+Admin keys: `deactivate`, `delete`, and `update` with --inactive or with
+--scopes lacking keygate:admin refuse to take the last active admin key out of
+service (nobody could manage keys over HTTP any more): exit 1, nothing
+changed. Add --force to do it anyway; the CLI itself needs no key.
+
 Logs: none unless RUST_LOG asks (e.g. RUST_LOG=warn); `serve` logs at info.
 
 Exit status: 0 on success, 1 when the operation fails (not found, invalid key,
@@ -143,13 +148,23 @@ pub enum Command {
     /// used; its secret is neither checked nor printed.
     Get(GetArgs),
     /// Change a key's name, description, scopes, expiry, owner, meta or status
+    ///
+    /// `--inactive`, or `--scopes` without `keygate:admin`, on the last active
+    /// admin key (the only active, unexpired key holding `keygate:admin`) is
+    /// refused unless `--force`.
     Update(UpdateArgs),
     /// Delete a key for good (prints what was deleted)
-    Delete(IdArg),
+    ///
+    /// The last active admin key (the only active, unexpired key holding
+    /// `keygate:admin`) is not deleted unless `--force`.
+    Delete(ForceIdArgs),
     /// Activate a key (idempotent)
     Activate(IdArg),
     /// Deactivate a key: it is refused from now on (idempotent)
-    Deactivate(IdArg),
+    ///
+    /// The last active admin key (the only active, unexpired key holding
+    /// `keygate:admin`) is not deactivated unless `--force`.
+    Deactivate(ForceIdArgs),
     /// Give a key a new secret and print it (shown only this once)
     ///
     /// Same entity: id, key id, scopes, owner, meta and history are kept;
@@ -247,6 +262,22 @@ pub struct IdArg {
     pub id: String,
 }
 
+/// The entity id of a key that `delete` or `deactivate` takes out of service.
+#[derive(Debug, Args)]
+pub struct ForceIdArgs {
+    /// The key's entity id (32 hex characters, the `id` column; not the key id)
+    pub id: String,
+    /// Go ahead even if this is the last active admin key
+    ///
+    /// Without it, the only active, unexpired key holding `keygate:admin`
+    /// (the scope the management API of `keygate serve` requires) is kept:
+    /// the command exits 1 and changes nothing, since nobody could manage
+    /// keys over HTTP afterwards. The CLI itself needs no key: `keygate
+    /// create --scopes keygate:admin` makes a new admin key at any time.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Args)]
 #[command(group = ArgGroup::new("which").required(true))]
 pub struct GetArgs {
@@ -315,6 +346,14 @@ pub struct UpdateArgs {
     /// Remove the application data
     #[arg(long, group = "change")]
     pub clear_meta: bool,
+    /// Go ahead even if this takes the last active admin key out of service
+    ///
+    /// Without it, `--inactive`, or `--scopes` without `keygate:admin`, on
+    /// the only active, unexpired key holding `keygate:admin` (the scope the
+    /// management API of `keygate serve` requires) is refused: exit 1,
+    /// nothing changed, since nobody could manage keys over HTTP afterwards.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

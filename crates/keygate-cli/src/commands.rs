@@ -2,6 +2,7 @@
 
 mod audit;
 mod keys;
+mod last_admin;
 mod offline;
 mod query;
 

@@ -1,6 +1,9 @@
 //! `keygate serve`: the management API, `/healthz`, graceful shutdown,
-//! connection timeouts and the connection cap (`serve/server.rs`).
+//! connection timeouts and the connection cap (`serve/server.rs`, with
+//! `serve/conn.rs` and `serve/io.rs`).
 
+mod conn;
+mod io;
 mod limits;
 mod server;
 

@@ -160,7 +160,12 @@ fn command_sequence(env: &Env, _: &Fresh) {
     let new_key = rotated["api_key"].as_str().unwrap();
     env.json(&["verify", new_key]);
     env.json(&["verify", &reader_key]);
-    env.json(&["delete", admin["id"].as_str().unwrap()]);
+    // The last admin key is kept unless --force (its look-up by scope runs
+    // in this store).
+    let admin_id = admin["id"].as_str().unwrap();
+    let (_, err) = env.fails(&["delete", admin_id], 1);
+    assert!(err.contains("last active admin key"), "{err}");
+    env.json(&["delete", admin_id, "--force"]);
     let (_, err) = env.fails(&["verify", &admin_key], 1);
     assert_eq!(err, "keygate: API key not found\n");
     let events = env.json(&["events", reader_id]);

@@ -7,7 +7,10 @@ use anyhow::{Context, Result};
 use keygate::{ApiKey, ApiKeyService, ApiKeyUpdate, NewApiKey, KEY_ID_LEN};
 use zeroize::Zeroizing;
 
-use crate::cli::{CreateArgs, GetArgs, IdArg, PageArgs, RotateArgs, UpdateArgs, VerifyArgs};
+use super::last_admin::{self, Change};
+use crate::cli::{
+    CreateArgs, ForceIdArgs, GetArgs, IdArg, PageArgs, RotateArgs, UpdateArgs, VerifyArgs,
+};
 use crate::output::Report;
 
 pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report> {
@@ -74,6 +77,7 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
         owner_id: set_or_clear(args.owner_id, args.clear_owner),
         meta: set_or_clear(args.meta, args.clear_meta),
     };
+    last_admin::check(service, &args.id, Change::Update(&change), args.force).await?;
     let entity = service.update(&args.id, change).await?;
     Ok(Report::Entity {
         headline: Some("API key updated.".into()),
@@ -81,7 +85,8 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
     })
 }
 
-pub async fn delete(service: &ApiKeyService, args: IdArg) -> Result<Report> {
+pub async fn delete(service: &ApiKeyService, args: ForceIdArgs) -> Result<Report> {
+    last_admin::check(service, &args.id, Change::Delete, args.force).await?;
     let entity = service.delete(&args.id).await?;
     Ok(Report::Entity {
         headline: Some("API key deleted:".into()),
@@ -97,7 +102,8 @@ pub async fn activate(service: &ApiKeyService, args: IdArg) -> Result<Report> {
     })
 }
 
-pub async fn deactivate(service: &ApiKeyService, args: IdArg) -> Result<Report> {
+pub async fn deactivate(service: &ApiKeyService, args: ForceIdArgs) -> Result<Report> {
+    last_admin::check(service, &args.id, Change::Deactivate, args.force).await?;
     let entity = service.deactivate(&args.id).await?;
     Ok(Report::Entity {
         headline: Some("API key inactive: it is refused from now on.".into()),
