@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use keygate::{ApiKeyService, AuditAction, AuditEvent, EventFilter, FieldError};
+use keygate::{ApiKeyService, AuditAction, AuditEvent, EventFilter, FieldError, ACTOR_MAX};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::management::{
     finish, protect, AppState, EntityId, ManagementConfig, Page, PageParams, DEFAULT_PAGE_LIMIT,
 };
-use crate::openapi::{AuditActionSchema, AuditEventSchema, ErrorBody, ValidationErrorBody};
+use crate::schemas::{AuditActionSchema, AuditEventSchema, ErrorBody, ValidationErrorBody};
 
 /// Where [`audit_router`] serves the whole audit log.
 pub const AUDIT_PATH: &str = "/audit";
@@ -36,11 +36,7 @@ pub const AUDIT_PATH: &str = "/audit";
 /// ```
 pub fn audit_router(service: ApiKeyService, config: ManagementConfig) -> Router {
     let admin = Router::new().route("/", get(audit));
-    let inner = finish(
-        protect(admin, &service, &config),
-        service,
-        config.body_limit,
-    );
+    let inner = finish(protect(admin, &service, &config), service, &config);
     // Nested, so its 404 fallback covers `/audit/...` only and the router
     // merges into an app that has a fallback of its own.
     Router::new().nest(AUDIT_PATH, inner)
@@ -74,11 +70,9 @@ async fn page(service: &ApiKeyService, filter: EventFilter, limit: u64) -> Resul
 /// The changes made to one key, oldest first. Answers for a deleted key
 /// too: its events are kept.
 #[utoipa::path(get, path = "/api-keys/{id}/events", tag = "audit",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)"), PageParams),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128), PageParams),
     responses(
         (status = 200, description = "The key's events, oldest first", body = EventPage),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key, and no events for this id", body = ErrorBody),
         (status = 422, description = "Invalid offset or limit", body = ValidationErrorBody),
     ),
@@ -107,7 +101,7 @@ pub(crate) async fn key_events(
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
     /// Events to skip (≥ 0, default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<String>,
     /// Events to return (1..=100, default 50).
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
@@ -115,17 +109,23 @@ pub(crate) struct AuditParams {
     /// Only events of this action.
     #[param(value_type = Option<AuditActionSchema>, inline)]
     action: Option<String>,
-    /// Only events by this actor (exact): an admin key's `key_id`,
-    /// `anonymous` (open router), `cli`…
+    /// Only events by this actor (exact, at most 256 characters, as stored):
+    /// an admin key's `key_id`, `anonymous` (open router), `cli`…
+    #[param(max_length = 256)]
     actor: Option<String>,
-    /// Only events of the key with this public key id (exact; works after
-    /// the key is deleted).
+    /// Only events of the key with this public key id (exact, at most 128
+    /// characters; works after the key is deleted).
+    #[param(max_length = 128)]
     key_id: Option<String>,
     /// Only events at or after this time (RFC 3339; write `+` in an offset
     /// as `%2B`, or use `Z`).
     #[param(value_type = Option<DateTime<Utc>>)]
     since: Option<String>,
 }
+
+/// Longest `key_id` a `GET /audit` query may name (keygate's are 16
+/// characters; a longer one names no key).
+const MAX_KEY_ID_FILTER: usize = 128;
 
 /// The validated `GET /audit` query.
 pub(crate) struct AuditQuery(EventFilter, u64);
@@ -156,6 +156,17 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditQuery {
                 })
                 .ok()
         });
+        for (field, value, max) in [
+            ("actor", &p.actor, ACTOR_MAX),
+            ("key_id", &p.key_id, MAX_KEY_ID_FILTER),
+        ] {
+            if value.as_deref().is_some_and(|v| v.chars().count() > max) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(ApiError::InvalidQuery(errors));
         }
@@ -196,8 +207,6 @@ fn parse_time(text: &str) -> std::result::Result<DateTime<Utc>, ()> {
     params(AuditParams),
     responses(
         (status = 200, description = "Events, newest first", body = EventPage),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 422, description = "Invalid offset, limit, action or since", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]

@@ -1,7 +1,7 @@
 //! The one place where keygate's errors become HTTP responses.
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,6 +21,11 @@ use serde_json::{json, Value};
 ///
 /// let response = ApiError::from(keygate::Error::KeyExpired).into_response();
 /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+///
+/// // Too many keys waiting for the hashing pool: 503, retry in a second.
+/// let busy = ApiError::from(keygate::Error::Overloaded).into_response();
+/// assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(busy.headers()["retry-after"], "1");
 ///
 /// // In a handler:
 /// async fn handler() -> Result<&'static str, ApiError> {
@@ -104,7 +109,7 @@ impl ApiError {
                 Error::NotFound => StatusCode::NOT_FOUND,
                 Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::Conflict(_) => StatusCode::CONFLICT,
-                Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::StoreUnavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -124,6 +129,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut challenge: Option<HeaderValue> = None;
+        let mut retry_after: Option<HeaderValue> = None;
         let detail: Value = match self {
             Self::Keygate(e) => match &e {
                 Error::KeyNotProvided => {
@@ -150,6 +156,10 @@ impl IntoResponse for ApiError {
                     tracing::error!(%reason, "API key store unavailable");
                     json!("API key store unavailable")
                 }
+                Error::Overloaded => {
+                    retry_after = Some(HeaderValue::from_static("1"));
+                    json!("Server busy: too many keys waiting to be checked, retry shortly")
+                }
                 other => {
                     // Store and hash failures may carry internals: log, never answer them.
                     tracing::error!(error = %other, "internal error in keygate");
@@ -166,6 +176,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
         if let Some(value) = challenge {
             response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, value);
         }
         response
     }

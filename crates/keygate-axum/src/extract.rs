@@ -10,10 +10,11 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestP
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use keygate::{ApiKey, Error, FieldError};
+use keygate::ApiKey;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::json::parse_json;
 use crate::layer::KeyVerifier;
 
 /// The key that [`RequireScopes`](crate::RequireScopes) verified for this
@@ -221,102 +222,9 @@ fn is_json(headers: &HeaderMap) -> bool {
             && essence.to_ascii_lowercase().ends_with("+json")
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, so a truncated body is "malformed", never a field error.
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
-    // Every body is an object; serde would also read a struct from an
-    // array (`[60]` as `{"grace_seconds": 60}`).
-    if !value.is_object() {
-        return Err(Error::validation("", "the body must be a JSON object").into());
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let message = strip_position(&e.inner().to_string());
-        let field = field_path(e.path(), &message);
-        Error::Validation(vec![FieldError::new(field, message)]).into()
-    })
-}
-
-fn malformed(e: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(
-        StatusCode::BAD_REQUEST,
-        format!("Malformed JSON: {}", strip_position(&e.to_string())),
-    )
-}
-
-/// The field a data error is about, as `a.0.b`. serde reports missing and
-/// unknown fields at their parent, naming them in the message.
-fn field_path(path: &serde_path_to_error::Path, message: &str) -> String {
-    use serde_path_to_error::Segment;
-    let mut parts: Vec<String> = path
-        .iter()
-        .filter_map(|s| match s {
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Map { key } => Some(key.clone()),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .collect();
-    if message.starts_with("missing field") || message.starts_with("unknown field") {
-        if let Some(name) = message.split('`').nth(1) {
-            if parts.last().map(String::as_str) != Some(name) {
-                parts.push(name.to_owned());
-            }
-        }
-    }
-    parts.join(".")
-}
-
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(serde::Deserialize, Debug)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Body {
-        name: String,
-        scopes: Option<Vec<String>>,
-    }
-
-    fn field_of(json: &str) -> String {
-        match parse_json::<Body>(json.as_bytes()) {
-            Err(ApiError::Keygate(Error::Validation(v))) => v[0].field.clone(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn data_errors_name_the_field() {
-        assert_eq!(field_of(r#"{"scopes": []}"#), "name");
-        assert_eq!(field_of(r#"{"name": 1}"#), "name");
-        assert_eq!(field_of(r#"{"name": "a", "scopes": [1]}"#), "scopes.0");
-        assert_eq!(field_of(r#"{"name": "a", "bogus": 1}"#), "bogus");
-    }
-
-    #[test]
-    fn bodies_are_objects() {
-        for bad in ["[\"a\", null]", "null", "\"a\"", "1"] {
-            match parse_json::<Body>(bad.as_bytes()) {
-                Err(ApiError::Keygate(Error::Validation(v))) => assert_eq!(v[0].field, "", "{bad}"),
-                other => panic!("{bad}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn syntax_errors_are_400() {
-        for bad in [r#"{"name": "#, r#"{"name": "a"} x"#, "nope"] {
-            let e = parse_json::<Body>(bad.as_bytes()).unwrap_err();
-            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}");
-        }
-    }
 
     #[test]
     fn json_content_types() {

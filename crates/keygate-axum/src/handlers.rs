@@ -6,17 +6,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use keygate::{ApiKeyFilter, ApiKeyUpdate, FieldError, Meta, NewApiKey};
+use keygate::{ApiKeyFilter, ApiKeyUpdate, FieldError, Meta, NewApiKey, MAX_SCOPES_PER_LIST};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::last_admin::{refuse_last_admin, Change};
 use crate::management::{
     check_limit, AppState, Editor, EntityId, Page, PageParams, DEFAULT_PAGE_LIMIT,
 };
-use crate::openapi::{
-    ApiKeyFilterSchema, ApiKeySchema, ErrorBody, UpdateApiKeySchema, ValidationErrorBody,
+use crate::schemas::{
+    ApiKeyFilterSchema, ApiKeySchema, ErrorBody, Scope, UpdateApiKeySchema, ValidationErrorBody,
 };
 
 /// Body of `POST /api-keys`.
@@ -31,7 +32,8 @@ pub(crate) struct CreateApiKey {
     description: Option<String>,
     /// Default true.
     is_active: Option<bool>,
-    /// Each matches `^[a-z][a-z0-9:_-]*$`.
+    /// At most 100, each matching `^[a-z][a-z0-9:_-]*$` (duplicates are dropped).
+    #[schema(value_type = Option<Vec<Scope>>, max_items = 100)]
     scopes: Option<Vec<String>>,
     /// Must be in the future (RFC 3339).
     expires_at: Option<DateTime<Utc>>,
@@ -61,8 +63,9 @@ pub(crate) struct CreatedApiKey<'a> {
 pub(crate) struct VerifyRequest {
     /// The full key to check.
     api_key: String,
-    /// Scopes the key must all hold.
+    /// Scopes the key must all hold (at most 100).
     #[serde(default)]
+    #[schema(value_type = Vec<Scope>, max_items = 100)]
     required_scopes: Vec<String>,
 }
 
@@ -85,20 +88,35 @@ pub(crate) struct CountResult {
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// An expiry must be writable back as RFC 3339, whose years have four
+/// digits: `9999-12-31T23:59:59-05:00` is a valid input but lands in the
+/// year 10000 in UTC.
+fn check_expiry_year(expires_at: Option<DateTime<Utc>>) -> Result<()> {
+    use chrono::Datelike;
+    match expires_at {
+        Some(t) if t.year() > 9999 => Err(ApiError::invalid_body_field(
+            "expires_at",
+            "must be before the year 10000 (UTC)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Create a key; the plaintext key is in the answer, once.
 #[utoipa::path(post, path = "/api-keys", tag = "api-keys",
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "Created", body = CreatedApiKey),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ValidationErrorBody),
+        (status = 409, description = "A key with the same key id exists (a collision of random ids)", body = ErrorBody),
+        (status = 415, description = "Body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid fields, a field given twice, or a body that is not an object", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create(
     Editor(service): Editor,
     JsonBody(body): JsonBody<CreateApiKey>,
 ) -> Result<Response> {
+    check_expiry_year(body.expires_at)?;
     let new = NewApiKey {
         name: Some(body.name),
         description: body.description,
@@ -123,8 +141,6 @@ pub(crate) async fn create(
     params(PageParams),
     responses(
         (status = 200, description = "Keys, newest first", body = Vec<ApiKeySchema>),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 422, description = "Invalid offset or limit", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
@@ -144,11 +160,9 @@ pub(crate) async fn list(
 
 /// One key by its entity id.
 #[utoipa::path(get, path = "/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     responses(
         (status = 200, description = "The key", body = ApiKeySchema),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -162,11 +176,9 @@ pub(crate) async fn get_one(
 /// One key by its public key id (the middle part of the key string), so a
 /// leaked key can be traced to its entity in one step.
 #[utoipa::path(get, path = "/api-keys/by-key-id/{key_id}", tag = "api-keys",
-    params(("key_id" = String, Path, description = "Public key id (16 hex characters)")),
+    params(("key_id" = String, Path, description = "Public key id (16 hex characters)", max_length = 128)),
     responses(
         (status = 200, description = "The key", body = ApiKeySchema),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -177,48 +189,54 @@ pub(crate) async fn get_by_key_id(
     Ok(Json(s.service.get_by_key_id(&key_id).await?))
 }
 
-/// Change some fields of a key.
+/// Change some fields of a key. Refused (409) when it would deactivate the
+/// last active admin key or take the admin scope from it.
 #[utoipa::path(patch, path = "/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     request_body = UpdateApiKeySchema,
     responses(
         (status = 200, description = "The updated key", body = ApiKeySchema),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ValidationErrorBody),
+        (status = 409, description = "The change would deactivate the last active admin key or remove its admin scope", body = ErrorBody),
+        (status = 415, description = "Body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid fields, a field given twice, or a body that is not an object", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn update(
+    State(s): State<AppState>,
     Editor(service): Editor,
     EntityId(id): EntityId,
     JsonBody(change): JsonBody<ApiKeyUpdate>,
 ) -> Result<Json<keygate::ApiKey>> {
+    check_expiry_year(change.expires_at)?;
+    refuse_last_admin(&service, &s.admin_scope, &id, Change::Update(&change)).await?;
     Ok(Json(service.update(&id, change).await?))
 }
 
-/// Delete a key.
+/// Delete a key. Refused (409) for the last active admin key.
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The key is the last active admin key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn delete(Editor(service): Editor, EntityId(id): EntityId) -> Result<StatusCode> {
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Editor(service): Editor,
+    EntityId(id): EntityId,
+) -> Result<StatusCode> {
+    refuse_last_admin(&service, &s.admin_scope, &id, Change::Delete).await?;
     service.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Activate a key (idempotent).
 #[utoipa::path(post, path = "/api-keys/{id}/activate", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     responses(
         (status = 200, description = "The key, active", body = ApiKeySchema),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -229,20 +247,22 @@ pub(crate) async fn activate(
     Ok(Json(service.activate(&id).await?))
 }
 
-/// Deactivate a key (idempotent); it is refused from now on.
+/// Deactivate a key (idempotent); it is refused from now on. Refused (409)
+/// for the last active admin key.
 #[utoipa::path(post, path = "/api-keys/{id}/deactivate", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     responses(
         (status = 200, description = "The key, inactive", body = ApiKeySchema),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The key is the last active admin key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn deactivate(
+    State(s): State<AppState>,
     Editor(service): Editor,
     EntityId(id): EntityId,
 ) -> Result<Json<keygate::ApiKey>> {
+    refuse_last_admin(&service, &s.admin_scope, &id, Change::Deactivate).await?;
     Ok(Json(service.deactivate(&id).await?))
 }
 
@@ -253,9 +273,8 @@ pub(crate) async fn deactivate(
     request_body = ApiKeyFilterSchema,
     responses(
         (status = 200, description = "Matching keys and their total", body = SearchResult),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
-        (status = 422, description = "Invalid filter or paging", body = ValidationErrorBody),
+        (status = 415, description = "Body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid filter or paging (e.g. more than 100 scopes in a list)", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn search(
@@ -263,12 +282,8 @@ pub(crate) async fn search(
     page: Page,
     JsonBody(mut filter): JsonBody<ApiKeyFilter>,
 ) -> Result<Json<SearchResult>> {
-    let limit = match (page.limit, filter.limit) {
-        (Some(q), _) => q,
-        (None, Some(b)) => check_limit(i64::try_from(b).unwrap_or(i64::MAX))
-            .map_err(|e| ApiError::from(keygate::Error::Validation(vec![e])))?,
-        (None, None) => DEFAULT_PAGE_LIMIT,
-    };
+    check_body_paging(&filter)?;
+    let limit = page.limit.or(filter.limit).unwrap_or(DEFAULT_PAGE_LIMIT);
     filter.offset = page.offset.unwrap_or(filter.offset);
     filter.limit = Some(limit);
     let items = s.service.find(&filter).await?;
@@ -281,20 +296,44 @@ pub(crate) async fn search(
     }))
 }
 
-/// Number of keys matching a filter (`offset`, `limit` and ordering are ignored).
+/// The `offset` and `limit` of a filter body, checked wherever they are
+/// used or ignored: `limit` 1..=100, `offset` at most `i64::MAX` (what
+/// every store can page by).
+fn check_body_paging(filter: &ApiKeyFilter) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Some(limit) = filter.limit {
+        if let Err(e) = check_limit(i64::try_from(limit).unwrap_or(i64::MAX)) {
+            errors.push(e);
+        }
+    }
+    if i64::try_from(filter.offset).is_err() {
+        errors.push(FieldError::new(
+            "offset",
+            format!("must be at most {}", i64::MAX),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(keygate::Error::Validation(errors).into())
+    }
+}
+
+/// Number of keys matching a filter (`offset`, `limit` and ordering are
+/// validated, then ignored).
 #[utoipa::path(post, path = "/api-keys/count", tag = "api-keys",
     request_body = ApiKeyFilterSchema,
     responses(
         (status = 200, description = "Number of matching keys", body = CountResult),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
-        (status = 422, description = "Invalid filter", body = ValidationErrorBody),
+        (status = 415, description = "Body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid filter (e.g. more than 100 scopes in a list)", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn count(
     State(s): State<AppState>,
     JsonBody(filter): JsonBody<ApiKeyFilter>,
 ) -> Result<Json<CountResult>> {
+    check_body_paging(&filter)?;
     Ok(Json(CountResult {
         total: s.service.count(&filter).await?,
     }))
@@ -305,15 +344,25 @@ pub(crate) async fn count(
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "The key is valid and holds every required scope", body = ApiKeySchema),
-        (status = 401, description = "Missing, malformed, unknown or wrong key", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or wrong key", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer` for a missing key, `Bearer error=\"invalid_token\"` for a bad one"))),
         (status = 403, description = "Inactive, expired, or a required scope missing", body = ErrorBody),
-        (status = 422, description = "Invalid body", body = ValidationErrorBody),
-        (status = 503, description = "Key store unavailable", body = ErrorBody),
+        (status = 415, description = "Body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid body: a required scope that is not a scope, more than 100 of them, a field given twice", body = ValidationErrorBody),
     ))]
 pub(crate) async fn verify(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<VerifyRequest>,
 ) -> Result<Response> {
+    if body.required_scopes.len() > MAX_SCOPES_PER_LIST {
+        return Err(ApiError::invalid_body_field(
+            "required_scopes",
+            format!(
+                "must hold at most {MAX_SCOPES_PER_LIST} scopes (got {})",
+                body.required_scopes.len()
+            ),
+        ));
+    }
     let bad: Vec<FieldError> = body
         .required_scopes
         .iter()

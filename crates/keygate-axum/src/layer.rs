@@ -115,20 +115,24 @@ impl KeyVerifier {
     /// let verifier = keygate_axum::KeyVerifier::new(service);
     /// let uri: Uri = "/".parse().unwrap();
     /// let missing = verifier.verify(&HeaderMap::new(), &uri, &["read"]).await;
-    /// assert!(matches!(missing, Err(keygate::Error::KeyNotProvided)));
+    /// assert!(matches!(missing, Err(keygate_axum::ApiError::Keygate(keygate::Error::KeyNotProvided))));
     /// # });
     /// ```
+    ///
+    /// # Errors
+    /// The refusal as an [`ApiError`]: keygate's verification errors, or
+    /// 400 when a key source appears twice (see [`KeySources::find`]).
     pub async fn verify<S: AsRef<str>>(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         required: &[S],
-    ) -> Result<Arc<ApiKey>, Error> {
+    ) -> Result<Arc<ApiKey>, ApiError> {
         let raw = self
             .sources
             .find(headers, uri)?
             .ok_or(Error::KeyNotProvided)?;
-        self.service.verify(&raw, required).await
+        Ok(self.service.verify(&raw, required).await?)
     }
 }
 
@@ -300,7 +304,7 @@ where
                     request.extensions_mut().insert(VerifiedKey(key));
                     Ok(inner.call(request).await?.map(Body::new))
                 }
-                Err(e) => Ok(ApiError::from(e).into_response()),
+                Err(e) => Ok(e.into_response()),
             }
         })
     }

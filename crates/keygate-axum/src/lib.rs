@@ -39,10 +39,14 @@ mod audit;
 mod error;
 mod extract;
 mod handlers;
+mod json;
+mod last_admin;
 mod layer;
+mod limits;
 mod management;
 mod openapi;
 mod rotation;
+mod schemas;
 mod sources;
 
 use axum::Router;
@@ -52,6 +56,7 @@ pub use audit::{audit_router, AUDIT_PATH};
 pub use error::ApiError;
 pub use extract::{RequiredScopes, Scoped, VerifiedKey};
 pub use layer::{KeyVerifier, RequireScopes, RequireScopesService};
+pub use limits::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use management::{
     management_router, ManagementConfig, ANONYMOUS_ACTOR, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,
     DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
@@ -162,6 +167,11 @@ impl AppConfig {
 /// [`AppConfig::mount_path`]), `GET /audit` (at the root, wherever the
 /// management router is), `GET /openapi.json` and `GET /docs`.
 ///
+/// Every error it answers is JSON `{"detail": ...}`: unknown paths anywhere
+/// are 404 (the router has a fallback: merge it into a router without one,
+/// or set yours after merging with `.fallback(...)`), a request target above
+/// [`MAX_URI_BYTES`] is 414, header fields above [`MAX_HEADER_BYTES`] are 431.
+///
 /// # Panics
 /// When the admin scope is not a valid scope, or the mount path does not
 /// start with `/`.
@@ -181,9 +191,12 @@ pub fn app(service: ApiKeyService, config: AppConfig) -> Router {
         Router::new().nest(mount, management)
     }
     .merge(audit);
-    if config.docs {
+    let router = if config.docs {
         router.merge(docs_router(openapi(mount)))
     } else {
         router
-    }
+    };
+    router
+        .fallback(limits::not_found)
+        .layer(axum::middleware::from_fn(limits::guard))
 }

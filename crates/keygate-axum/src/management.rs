@@ -2,6 +2,8 @@
 //! delete, activate, deactivate, rotate, search, count and verify keys, and
 //! read one key's audit events, over HTTP.
 
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
@@ -140,6 +142,9 @@ impl ManagementConfig {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) service: ApiKeyService,
+    /// The scope of the keys that may manage keys (also in open mode: the
+    /// last such key is not removed).
+    pub(crate) admin_scope: Arc<str>,
 }
 
 /// The actor recorded in the audit log for changes made through a router
@@ -194,7 +199,7 @@ pub fn management_router(service: ApiKeyService, config: ManagementConfig) -> Ro
         .route("/{id}/rotate", post(rotate))
         .route("/{id}/events", get(key_events));
     let router = protect(admin, &service, &config).route("/verify", post(verify));
-    finish(router, service, config.body_limit)
+    finish(router, service, &config)
 }
 
 /// Requires the admin scope on every route of `admin`, unless the
@@ -215,13 +220,22 @@ pub(crate) fn protect(
 }
 
 /// JSON 404/405 fallbacks, the state, and the body limit.
-pub(crate) fn finish(router: Router<AppState>, service: ApiKeyService, limit: usize) -> Router {
+pub(crate) fn finish(
+    router: Router<AppState>,
+    service: ApiKeyService,
+    config: &ManagementConfig,
+) -> Router {
+    let limit = config.body_limit;
+    let state = AppState {
+        service,
+        admin_scope: config.admin_scope.as_str().into(),
+    };
     router
         .fallback(|| async { ApiError::bad_request(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
-        .with_state(AppState { service })
+        .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             refuse_large(limit, req, next)
@@ -258,7 +272,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EntityId {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
     /// Rows to skip (≥ 0, default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<String>,
     /// Rows to return (1..=100, default 50).
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
@@ -278,7 +292,7 @@ impl Page {
         limit: Option<&str>,
         errors: &mut Vec<FieldError>,
     ) -> Self {
-        let offset = offset.and_then(|v| match v.trim().parse::<i64>() {
+        let offset = offset.and_then(|v| match parse_integer(v) {
             Ok(n) if n >= 0 => Some(n.unsigned_abs()),
             Ok(_) => {
                 errors.push(FieldError::new(
@@ -292,7 +306,7 @@ impl Page {
                 None
             }
         });
-        let limit = limit.and_then(|v| match v.trim().parse::<i64>() {
+        let limit = limit.and_then(|v| match parse_integer(v) {
             Ok(n) => match check_limit(n) {
                 Ok(n) => Some(n),
                 Err(e) => {
@@ -321,6 +335,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
             Err(ApiError::InvalidQuery(errors))
         }
     }
+}
+
+/// An integer query value; `16.0` counts (JSON Schema's integers include
+/// numbers with a zero fraction, and generators send them).
+fn parse_integer(text: &str) -> Result<i64, ()> {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    let text = text.trim();
+    text.parse::<i64>().or_else(|_| match text.parse::<f64>() {
+        // In range, the cast is exact.
+        Ok(f) if f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&f) => Ok(f as i64),
+        _ => Err(()),
+    })
 }
 
 pub(crate) fn check_limit(n: i64) -> Result<u64, FieldError> {

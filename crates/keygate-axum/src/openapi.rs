@@ -1,10 +1,11 @@
 //! The OpenAPI 3.1 document and the offline docs page.
 
 use axum::Router;
-use chrono::{DateTime, Utc};
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, Required};
-use utoipa::{Modify, ToSchema};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::audit::{__path_audit, __path_key_events, EventPage};
@@ -14,6 +15,10 @@ use crate::handlers::{
     CountResult, CreateApiKey, CreatedApiKey, SearchResult, VerifyRequest,
 };
 use crate::rotation::{__path_rotate, RotateRequest};
+use crate::schemas::{
+    ApiKeyFilterSchema, ApiKeySchema, AuditActionSchema, AuditEventSchema, ErrorBody, Scope,
+    UpdateApiKeySchema, ValidationErrorBody,
+};
 
 /// Where [`app`](crate::app) mounts the management router by default.
 pub const DEFAULT_MOUNT_PATH: &str = "/api-keys";
@@ -74,9 +79,9 @@ fn under_mount(path: &str) -> Option<&str> {
     components(schemas(
         ApiKeySchema, CreateApiKey, CreatedApiKey, UpdateApiKeySchema, ApiKeyFilterSchema,
         RotateRequest, VerifyRequest, SearchResult, CountResult, AuditEventSchema,
-        AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody
+        AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody, Scope
     )),
-    modifiers(&BearerScheme, &OptionalRotateBody),
+    modifiers(&BearerScheme, &OptionalRotateBody, &CommonResponses, &UpdateConstraints),
     tags(
         (name = "api-keys", description = "Manage and verify API keys. Every route but `/verify` needs a key with the admin scope."),
         (name = "audit", description = "The audit log: one event per change, never a secret. Needs a key with the admin scope.")
@@ -144,179 +149,102 @@ impl Modify for OptionalRotateBody {
     }
 }
 
-// Mirrors of core types for the document (the core crate has no OpenAPI
-// dependency). Tests check that they match the core's JSON field for field.
+/// The answers any operation can give, as reusable responses: `(status,
+/// name, description, only on admin-protected operations)`.
+const COMMON_RESPONSES: [(&str, &str, &str, bool); 7] = [
+    ("400", "BadRequest", "Unreadable request: malformed JSON, no body where one is needed, a query parameter given twice or not decodable, or more than one `Authorization` header", false),
+    ("401", "Unauthorized", "No admin key, or a malformed, unknown or wrong one", true),
+    ("403", "Forbidden", "The key is inactive, expired, or lacks the admin scope", true),
+    ("413", "PayloadTooLarge", "Request body above 64 KiB", false),
+    ("414", "UriTooLong", "Request target (path and query) above 8 KiB", false),
+    ("431", "RequestHeaderFieldsTooLarge", "Request header fields above 16 KiB", false),
+    ("503", "Unavailable", "The key store does not answer, or too many keys are waiting to be hashed (then with `Retry-After`)", false),
+];
 
-/// An API key as the API shows it: never its hash.
-#[derive(ToSchema)]
-#[schema(as = ApiKey)]
-#[allow(dead_code)]
-pub(crate) struct ApiKeySchema {
-    /// UUIDv4, 32 lowercase hex characters.
-    id: String,
-    /// Public key id: the middle part of the key, 16 hex characters.
-    key_id: String,
-    // Always present; `null` when absent.
-    #[schema(required = true)]
-    name: Option<String>,
-    #[schema(required = true)]
-    description: Option<String>,
-    is_active: bool,
-    created_at: DateTime<Utc>,
-    #[schema(required = true)]
-    last_used_at: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    expires_at: Option<DateTime<Utc>>,
-    scopes: Vec<String>,
-    /// The application's user, team or customer the key belongs to.
-    #[schema(required = true, min_length = 1, max_length = 256)]
-    owner_id: Option<String>,
-    /// The application's own data: a JSON object (at most 8 KiB).
-    #[schema(required = true, value_type = Option<Object>)]
-    meta: Option<serde_json::Value>,
-    /// Until when the secret replaced by the last rotation still verifies;
-    /// `null` when no previous secret is valid.
-    #[schema(required = true)]
-    previous_secret_expires_at: Option<DateTime<Utc>>,
+/// Adds [`COMMON_RESPONSES`] to every operation that does not describe
+/// that status itself; a 401 carries its `WWW-Authenticate` challenge.
+pub(crate) struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, name, description, _) in COMMON_RESPONSES {
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            );
+            if status == "401" {
+                response = response.header("WWW-Authenticate", www_authenticate());
+            }
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(response.build()));
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                let secured = op.security.is_some();
+                for (status, name, _, admin_only) in COMMON_RESPONSES {
+                    if secured || !admin_only {
+                        op.responses
+                            .responses
+                            .entry(status.to_owned())
+                            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Body of `PATCH /api-keys/{id}`: only the fields present change.
-#[derive(ToSchema)]
-#[schema(as = UpdateApiKey)]
-#[allow(dead_code)]
-pub(crate) struct UpdateApiKeySchema {
-    #[schema(min_length = 1, max_length = 128)]
-    name: Option<String>,
-    /// `null` clears it.
-    #[schema(max_length = 1024)]
-    description: Option<String>,
-    is_active: Option<bool>,
-    /// Replaces the scopes.
-    scopes: Option<Vec<String>>,
-    /// Must be in the future.
-    expires_at: Option<DateTime<Utc>>,
-    /// Removes the expiry (not with `expires_at`).
-    clear_expires: Option<bool>,
-    /// New owner (1 to 256 characters); `null` clears it.
-    #[schema(min_length = 1, max_length = 256)]
-    owner_id: Option<String>,
-    /// Replaces the whole object (at most 8 KiB); `null` clears it.
-    #[schema(value_type = Option<Object>)]
-    meta: Option<serde_json::Value>,
+/// The challenge header of every 401.
+pub(crate) fn www_authenticate() -> Header {
+    HeaderBuilder::new()
+        .schema(Object::with_type(Type::String))
+        .description(Some(
+            "`Bearer` when no key was sent, `Bearer error=\"invalid_token\"` for a bad one",
+        ))
+        .build()
 }
 
-/// Sort column of a search.
-#[derive(ToSchema)]
-#[schema(as = OrderBy)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub(crate) enum OrderBySchema {
-    Id,
-    Name,
-    CreatedAt,
-    ExpiresAt,
-    LastUsedAt,
-    IsActive,
-    KeyId,
-}
+/// `clear_expires: true` and an `expires_at` time exclude each other: the
+/// `UpdateApiKey` schema becomes `allOf: [the object, anyOf: [clear_expires
+/// absent or false, expires_at absent or null]]`.
+pub(crate) struct UpdateConstraints;
 
-/// Search criteria, all optional, combined with AND.
-#[derive(ToSchema)]
-#[schema(as = ApiKeyFilter)]
-#[allow(dead_code)]
-pub(crate) struct ApiKeyFilterSchema {
-    is_active: Option<bool>,
-    expires_before: Option<DateTime<Utc>>,
-    expires_after: Option<DateTime<Utc>>,
-    created_before: Option<DateTime<Utc>>,
-    created_after: Option<DateTime<Utc>>,
-    last_used_before: Option<DateTime<Utc>>,
-    last_used_after: Option<DateTime<Utc>>,
-    /// true: never used; false: used at least once.
-    never_used: Option<bool>,
-    /// Key holds every one of these.
-    scopes_contain_all: Option<Vec<String>>,
-    /// Key holds at least one of these.
-    scopes_contain_any: Option<Vec<String>>,
-    /// Case-insensitive substring; `%` and `_` match literally.
-    name_contains: Option<String>,
-    name_exact: Option<String>,
-    /// Exact owner id.
-    owner_id: Option<String>,
-    /// Exact public key id (the middle part of a key).
-    key_id: Option<String>,
-    /// Default `created_at`.
-    #[schema(inline)]
-    order_by: Option<OrderBySchema>,
-    /// Default true.
-    order_desc: Option<bool>,
-    /// Ignored by count; the query parameter wins in search.
-    #[schema(minimum = 0)]
-    offset: Option<u64>,
-    /// 1..=100; ignored by count; the query parameter wins in search.
-    #[schema(minimum = 1, maximum = 100)]
-    limit: Option<u64>,
-}
-
-/// What a change did.
-#[derive(ToSchema)]
-#[schema(as = AuditAction)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub(crate) enum AuditActionSchema {
-    Create,
-    Update,
-    Delete,
-    Activate,
-    Deactivate,
-    Rotate,
-}
-
-/// One recorded change. Never holds a secret, a hash or a plaintext key
-/// (a rotation shows `"secret": ["(hidden)", "(hidden)"]`).
-#[derive(ToSchema)]
-#[schema(as = AuditEvent)]
-#[allow(dead_code)]
-pub(crate) struct AuditEventSchema {
-    /// Time-ordered unique id (32 hex characters).
-    id: String,
-    /// When the change was made.
-    at: DateTime<Utc>,
-    action: AuditActionSchema,
-    /// The public key id of the changed key.
-    key_id: String,
-    /// The entity id of the changed key.
-    entity_id: String,
-    /// Who made the change: the admin key's `key_id` over HTTP, `anonymous`
-    /// through an open router, `cli` from the command line.
-    actor: String,
-    /// Each changed field mapped to `[old, new]`.
-    #[schema(value_type = Object, additional_properties)]
-    changes: serde_json::Value,
-}
-
-/// An error: `{"detail": "API key invalid"}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ErrorBody {
-    detail: String,
-}
-
-/// A validation error naming each bad field.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ValidationErrorBody {
-    detail: Vec<FieldIssue>,
-}
-
-/// One bad field.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct FieldIssue {
-    /// Where: `["body", "name"]`, `["query", "limit"]`, `["body", "scopes", 0]`.
-    loc: Vec<serde_json::Value>,
-    /// The field, dotted (`name`, `required_scopes.0`).
-    field: String,
-    /// What is wrong with it.
-    msg: String,
+impl Modify for UpdateConstraints {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(object) = schemas.remove("UpdateApiKey") else {
+            return;
+        };
+        let property = |name: &str, schema: Object| -> Schema {
+            ObjectBuilder::new().property(name, schema).into()
+        };
+        let not_clearing = property(
+            "clear_expires",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .enum_values(Some([false]))
+                .build(),
+        );
+        let no_expiry = property("expires_at", Object::with_type(Type::Null));
+        let either = AnyOfBuilder::new().item(not_clearing).item(no_expiry);
+        let description = match &object {
+            RefOr::T(Schema::Object(o)) => o.description.clone(),
+            _ => None,
+        };
+        let combined = AllOfBuilder::new()
+            .description(description)
+            .item(object)
+            .item(either);
+        schemas.insert("UpdateApiKey".to_owned(), RefOr::T(combined.into()));
+    }
 }

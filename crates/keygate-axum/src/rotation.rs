@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::extract::OptionalJsonBody;
 use crate::handlers::CreatedApiKey;
 use crate::management::{Editor, EntityId};
-use crate::openapi::{ErrorBody, ValidationErrorBody};
+use crate::schemas::{ErrorBody, ValidationErrorBody};
 
 /// Longest grace period in seconds (30 days).
 const MAX_GRACE_SECONDS: i64 = MAX_GRACE.as_secs() as i64;
@@ -45,14 +45,13 @@ impl RotateRequest {
 /// history. The new key is in the answer, once; the replaced one keeps
 /// verifying for `grace_seconds`.
 #[utoipa::path(post, path = "/api-keys/{id}/rotate", tag = "api-keys",
-    params(("id" = String, Path, description = "Entity id (32 hex characters)")),
+    params(("id" = String, Path, description = "Entity id (32 hex characters)", max_length = 128)),
     request_body(content = RotateRequest, description = "Optional: a missing or empty body is `{}`"),
     responses(
         (status = 200, description = "The new key (shown once) and the entity", body = CreatedApiKey),
-        (status = 401, description = "No or bad admin key", body = ErrorBody),
-        (status = 403, description = "Admin scope missing", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
-        (status = 422, description = "Invalid grace_seconds or unknown field", body = ValidationErrorBody),
+        (status = 415, description = "A non-blank body without a JSON content type", body = ErrorBody),
+        (status = 422, description = "Invalid grace_seconds, an unknown field, or a body that is not an object", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn rotate(

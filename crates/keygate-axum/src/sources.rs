@@ -3,8 +3,10 @@
 use std::borrow::Cow;
 
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use keygate::Error;
+
+use crate::error::ApiError;
 
 /// The header read when [`KeySources::with_x_api_key`] is on.
 pub const X_API_KEY: &str = "x-api-key";
@@ -121,8 +123,11 @@ impl KeySources {
     }
 
     /// The presented key, from the first enabled source that carries one.
-    /// `Ok(None)` when no source does; [`Error::InvalidKey`] when a source
-    /// carries bytes that are not text.
+    /// `Ok(None)` when no source does; [`Error::InvalidKey`] (401) when a
+    /// source carries bytes that are not text; 400 when an enabled source
+    /// appears more than once (two `Authorization` headers, two `X-API-Key`
+    /// headers, two `api_key` parameters): which one counts would be a
+    /// guess, and a proxy and the server could guess differently.
     ///
     /// ```
     /// use axum::http::{HeaderMap, Uri};
@@ -132,14 +137,19 @@ impl KeySources {
     /// let uri: Uri = "/x".parse().unwrap();
     /// let key = KeySources::default().find(&headers, &uri).unwrap();
     /// assert_eq!(key.as_deref(), Some("ak_v1-abc-def"));
+    ///
+    /// headers.append("authorization", "Bearer ak_v1-other-key".parse().unwrap());
+    /// let twice = KeySources::default().find(&headers, &uri).unwrap_err();
+    /// assert_eq!(twice.status(), axum::http::StatusCode::BAD_REQUEST);
     /// ```
     pub fn find<'a>(
         &self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
-    ) -> Result<Option<Cow<'a, str>>, Error> {
+    ) -> Result<Option<Cow<'a, str>>, ApiError> {
+        self.refuse_repeated(headers, uri)?;
         if self.bearer {
-            for value in headers.get_all(AUTHORIZATION) {
+            if let Some(value) = headers.get(AUTHORIZATION) {
                 let value = value.to_str().map_err(|_| Error::InvalidKey)?;
                 if let Some(token) = bearer_token(value) {
                     return Ok(Some(Cow::Borrowed(token)));
@@ -165,6 +175,34 @@ impl KeySources {
     }
 }
 
+impl KeySources {
+    /// 400 when an enabled source is present more than once.
+    fn refuse_repeated(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+        let twice = |name: HeaderName| headers.get_all(name).iter().nth(1).is_some();
+        let repeated = if self.bearer && twice(AUTHORIZATION) {
+            Some("Authorization header")
+        } else if self.x_api_key && twice(HeaderName::from_static(X_API_KEY)) {
+            Some("X-API-Key header")
+        } else if self.query_param
+            && form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k == API_KEY_PARAM)
+                .nth(1)
+                .is_some()
+        {
+            Some("api_key query parameter")
+        } else {
+            None
+        };
+        match repeated {
+            Some(what) => Err(ApiError::bad_request(
+                StatusCode::BAD_REQUEST,
+                format!("More than one {what}: send the API key once"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The token of `Bearer <token>`, scheme case-insensitive; `None` for other
 /// schemes or an empty token.
 fn bearer_token(value: &str) -> Option<&str> {
@@ -185,7 +223,11 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 mod tests {
     use super::*;
 
-    fn find(sources: KeySources, headers: &[(&str, &str)], uri: &str) -> Option<String> {
+    fn try_find(
+        sources: KeySources,
+        headers: &[(&str, &str)],
+        uri: &str,
+    ) -> Result<Option<String>, ApiError> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(
@@ -194,7 +236,50 @@ mod tests {
             );
         }
         let uri: Uri = uri.parse().unwrap();
-        sources.find(&map, &uri).unwrap().map(Cow::into_owned)
+        Ok(sources.find(&map, &uri)?.map(Cow::into_owned))
+    }
+
+    fn find(sources: KeySources, headers: &[(&str, &str)], uri: &str) -> Option<String> {
+        try_find(sources, headers, uri).unwrap()
+    }
+
+    #[test]
+    fn a_source_given_twice_is_400() {
+        let twice = [
+            (
+                KeySources::default(),
+                vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                "/",
+            ),
+            // Whatever the schemes: which header counts would be a guess.
+            (
+                KeySources::default(),
+                vec![("authorization", "Basic a"), ("authorization", "Bearer b")],
+                "/",
+            ),
+            (
+                KeySources::default().with_x_api_key(),
+                vec![("x-api-key", "a"), ("X-API-Key", "a")],
+                "/",
+            ),
+            (KeySources::all(), vec![], "/?api_key=a&x=1&api_key=b"),
+        ];
+        for (sources, headers, uri) in twice {
+            let e = try_find(sources, &headers, uri).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{headers:?} {uri}");
+        }
+        // A source that is not enabled is not looked at.
+        let ignored = [("x-api-key", "a"), ("x-api-key", "b")];
+        assert_eq!(
+            find(KeySources::default(), &ignored, "/?api_key=1&api_key=2"),
+            None
+        );
+        // One of each source is fine: Bearer wins.
+        let each = [("authorization", "Bearer a"), ("x-api-key", "b")];
+        assert_eq!(
+            find(KeySources::all(), &each, "/?api_key=c"),
+            Some("a".into())
+        );
     }
 
     #[test]

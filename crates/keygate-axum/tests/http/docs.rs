@@ -24,8 +24,15 @@ const ROUTES: [(&str, &[&str]); 11] = [
     ("/audit", &["get"]),
 ];
 
+/// The object schema named `schema` (the first member of an `allOf`, where
+/// the other members add constraints).
+pub fn object_schema<'a>(doc: &'a Value, schema: &str) -> &'a Value {
+    let named = &doc["components"]["schemas"][schema];
+    named["allOf"].get(0).unwrap_or(named)
+}
+
 fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
-    doc["components"]["schemas"][schema]["properties"]
+    object_schema(doc, schema)["properties"]
         .as_object()
         .unwrap_or_else(|| panic!("schema {schema} missing"))
         .keys()

@@ -2,7 +2,10 @@
 //! SQLite store.
 
 mod audit;
+mod contract;
 mod docs;
+mod hardening;
+mod last_admin;
 mod management;
 mod owners;
 mod protection;

@@ -321,12 +321,20 @@ async fn unknown_routes_and_methods_answer_json() {
     }
 }
 
+/// `app()` has a JSON 404 fallback of its own, so it merges into a router
+/// without one; an application that wants its own fallback sets it after
+/// merging (the nested management router keeps its JSON 404).
 #[tokio::test]
-async fn the_app_merges_into_a_router_with_its_own_fallback() {
+async fn an_application_fallback_is_set_after_merging_the_app() {
     let (service, _repo) = sqlite_service().await;
     let router: axum::Router = axum::Router::new()
-        .fallback(|| async { (StatusCode::IM_A_TEAPOT, "mine") })
-        .merge(keygate_axum::app(service, AppConfig::default()));
+        .route("/mine", axum::routing::get(|| async { "mine" }))
+        .merge(keygate_axum::app(service, AppConfig::default()))
+        .fallback(|| async { (StatusCode::IM_A_TEAPOT, "mine") });
+    assert_eq!(
+        Call::get("/mine").send(&router).await.status,
+        StatusCode::OK
+    );
     let reply = Call::get("/elsewhere").send(&router).await;
     assert_eq!(reply.status, StatusCode::IM_A_TEAPOT);
     Call::get("/api-keys/x/y/z")

@@ -1,0 +1,238 @@
+//! Schemas of the OpenAPI document that mirror core types (the core crate
+//! has no OpenAPI dependency). Tests check that they match the core's JSON
+//! field for field.
+//!
+//! Nullability follows what the core's parser accepts: a field the core
+//! reads as `Option<T>` is `T` or `null`; a field with a serde default
+//! (`clear_expires`, `order_by`, the scope lists…) may be left out but is
+//! never `null`.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+/// The pattern every scope matches (SPEC §4).
+pub(crate) const SCOPE_PATTERN: &str = "^[a-z][a-z0-9:_-]*$";
+/// Longest scope, in bytes (= characters: scopes are ASCII).
+pub(crate) const SCOPE_MAX_LEN: usize = 64;
+
+/// A scope as a request may give it: `read`, `api:write`.
+pub(crate) struct Scope;
+
+impl PartialSchema for Scope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A permission: a lowercase letter, then lowercase letters, digits, `:`, `_` or `-` \
+                 (at most 64 characters), e.g. `read`, `api:write`.",
+            ))
+            .pattern(Some(SCOPE_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(SCOPE_MAX_LEN))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Scope")
+    }
+}
+
+/// An API key as the API shows it: never its hash.
+#[derive(ToSchema)]
+#[schema(as = ApiKey)]
+#[allow(dead_code)]
+pub(crate) struct ApiKeySchema {
+    /// UUIDv4, 32 lowercase hex characters.
+    id: String,
+    /// Public key id: the middle part of the key, 16 hex characters.
+    key_id: String,
+    // Always present; `null` when absent.
+    #[schema(required = true)]
+    name: Option<String>,
+    #[schema(required = true)]
+    description: Option<String>,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+    #[schema(required = true)]
+    last_used_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    expires_at: Option<DateTime<Utc>>,
+    /// The key's scopes. Not held to the scope pattern here: a key imported
+    /// from the Python library's database may carry one keygate would
+    /// refuse (it can never satisfy a route).
+    scopes: Vec<String>,
+    /// The application's user, team or customer the key belongs to.
+    #[schema(required = true, min_length = 1, max_length = 256)]
+    owner_id: Option<String>,
+    /// The application's own data: a JSON object (at most 8 KiB).
+    #[schema(required = true, value_type = Option<Object>)]
+    meta: Option<serde_json::Value>,
+    /// Until when the secret replaced by the last rotation still verifies;
+    /// `null` when no previous secret is valid.
+    #[schema(required = true)]
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `PATCH /api-keys/{id}`: only the fields present change.
+/// `clear_expires: true` cannot come with an `expires_at`.
+#[derive(ToSchema)]
+#[schema(as = UpdateApiKey)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct UpdateApiKeySchema {
+    /// New name (1 to 128 characters); `null` leaves it as it is.
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+    /// At most 1024 characters; `null` clears it.
+    #[schema(max_length = 1024)]
+    description: Option<String>,
+    /// `null` leaves it as it is.
+    is_active: Option<bool>,
+    /// Replaces the scopes (at most 100); `null` leaves them as they are.
+    #[schema(value_type = Option<Vec<Scope>>, max_items = 100)]
+    scopes: Option<Vec<String>>,
+    /// Must be in the future; `null` leaves it as it is.
+    expires_at: Option<DateTime<Utc>>,
+    /// true removes the expiry (not with `expires_at`).
+    #[serde(default)]
+    clear_expires: bool,
+    /// New owner (1 to 256 characters); `null` clears it.
+    #[schema(min_length = 1, max_length = 256)]
+    owner_id: Option<String>,
+    /// Replaces the whole object (at most 8 KiB); `null` clears it.
+    #[schema(value_type = Option<Object>)]
+    meta: Option<serde_json::Value>,
+}
+
+/// Sort column of a search.
+#[derive(ToSchema)]
+#[schema(as = OrderBy)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum OrderBySchema {
+    Id,
+    Name,
+    CreatedAt,
+    ExpiresAt,
+    LastUsedAt,
+    IsActive,
+    KeyId,
+}
+
+/// Search criteria, all optional, combined with AND.
+#[derive(ToSchema)]
+#[schema(as = ApiKeyFilter)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct ApiKeyFilterSchema {
+    is_active: Option<bool>,
+    /// Expires before (keys without an expiry never match).
+    expires_before: Option<DateTime<Utc>>,
+    /// Expires after (keys without an expiry never match).
+    expires_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    created_after: Option<DateTime<Utc>>,
+    /// Last used before (never-used keys never match).
+    last_used_before: Option<DateTime<Utc>>,
+    last_used_after: Option<DateTime<Utc>>,
+    /// true: never used; false: used at least once.
+    never_used: Option<bool>,
+    /// Key holds every one of these (at most 100).
+    #[serde(default)]
+    #[schema(value_type = Vec<Scope>, max_items = 100)]
+    scopes_contain_all: Vec<String>,
+    /// Key holds at least one of these (at most 100; ignored when empty).
+    #[serde(default)]
+    #[schema(value_type = Vec<Scope>, max_items = 100)]
+    scopes_contain_any: Vec<String>,
+    /// Case-insensitive substring; `%` and `_` match literally.
+    name_contains: Option<String>,
+    name_exact: Option<String>,
+    /// Exact owner id.
+    owner_id: Option<String>,
+    /// Exact public key id (the middle part of a key).
+    key_id: Option<String>,
+    /// Default `created_at`.
+    #[serde(default)]
+    #[schema(inline)]
+    order_by: OrderBySchema,
+    /// Default true.
+    #[serde(default)]
+    order_desc: bool,
+    /// Default 0. Ignored by count; the query parameter wins in search.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
+    offset: u64,
+    /// 1..=100 (search's default 50). Ignored by count; the query
+    /// parameter wins in search.
+    #[schema(minimum = 1, maximum = 100)]
+    limit: Option<u64>,
+}
+
+/// What a change did.
+#[derive(ToSchema)]
+#[schema(as = AuditAction)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum AuditActionSchema {
+    Create,
+    Update,
+    Delete,
+    Activate,
+    Deactivate,
+    Rotate,
+}
+
+/// One recorded change. Never holds a secret, a hash or a plaintext key
+/// (a rotation shows `"secret": ["(hidden)", "(hidden)"]`).
+#[derive(ToSchema)]
+#[schema(as = AuditEvent)]
+#[allow(dead_code)]
+pub(crate) struct AuditEventSchema {
+    /// Time-ordered unique id (32 hex characters).
+    id: String,
+    /// When the change was made.
+    at: DateTime<Utc>,
+    action: AuditActionSchema,
+    /// The public key id of the changed key.
+    key_id: String,
+    /// The entity id of the changed key.
+    entity_id: String,
+    /// Who made the change: the admin key's `key_id` over HTTP, `anonymous`
+    /// through an open router, `cli` from the command line.
+    actor: String,
+    /// Each changed field mapped to `[old, new]`.
+    #[schema(value_type = Object, additional_properties)]
+    changes: serde_json::Value,
+}
+
+/// An error: `{"detail": "API key invalid"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorBody {
+    detail: String,
+}
+
+/// A validation error naming each bad field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ValidationErrorBody {
+    detail: Vec<FieldIssue>,
+}
+
+/// One bad field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FieldIssue {
+    /// Where: `["body", "name"]`, `["query", "limit"]`, `["body", "scopes", 0]`.
+    loc: Vec<serde_json::Value>,
+    /// The field, dotted (`name`, `required_scopes.0`).
+    field: String,
+    /// What is wrong with it.
+    msg: String,
+}
