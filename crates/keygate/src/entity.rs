@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldError};
@@ -285,6 +285,13 @@ pub(crate) fn check_fields(
     if expires_at.is_some_and(|e| e <= now) {
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }
+    // RFC 3339 (and every store) ends at year 9999.
+    if expires_at.is_some_and(|e| e.year() > 9999) {
+        errors.push(FieldError::new(
+            "expires_at",
+            "must be before the year 10000",
+        ));
+    }
     errors
 }
 
@@ -423,6 +430,9 @@ mod tests {
             check_fields(Some(&"é".repeat(NAME_MAX)), None, None, now),
             vec![]
         );
+        let far = "+10000-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let errors = check_fields(None, None, Some(far), now);
+        assert_eq!(errors[0].field, "expires_at");
     }
 
     #[test]
