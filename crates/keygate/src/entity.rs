@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldError};
@@ -285,14 +285,23 @@ pub(crate) fn check_fields(
     if expires_at.is_some_and(|e| e <= now) {
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }
-    // RFC 3339 (and every store) ends at year 9999.
-    if expires_at.is_some_and(|e| e.year() > 9999) {
-        errors.push(FieldError::new(
-            "expires_at",
-            "must be before the year 10000",
-        ));
+    if let Some(problem) = expires_at.and_then(storable_time_problem) {
+        errors.push(FieldError::new("expires_at", problem));
     }
     errors
+}
+
+/// Why a time cannot be stored the same way by every store, if it cannot:
+/// every store keeps years 1000 to 9999 (UTC) and no leap second (MySQL
+/// turns `:60` into a zero date, SQLite compares times as text).
+pub(crate) fn storable_time_problem(t: DateTime<Utc>) -> Option<&'static str> {
+    if !(1000..=9999).contains(&t.year()) {
+        Some("must be between the years 1000 and 9999 (UTC)")
+    } else if t.nanosecond() >= 1_000_000_000 {
+        Some("must not be a leap second")
+    } else {
+        None
+    }
 }
 
 /// Appends problems with `owner_id` and `meta` to `errors`.
@@ -430,9 +439,16 @@ mod tests {
             check_fields(Some(&"é".repeat(NAME_MAX)), None, None, now),
             vec![]
         );
-        let far = "+10000-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let errors = check_fields(None, None, Some(far), now);
-        assert_eq!(errors[0].field, "expires_at");
+        for bad in [
+            "+10000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-01:00",
+            "2030-06-30T23:59:60Z",
+        ] {
+            let t = bad.parse::<DateTime<Utc>>().unwrap();
+            let errors = check_fields(None, None, Some(t), now);
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert_eq!(errors[0].field, "expires_at");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::entity::{too_many_scopes, ApiKey};
+use crate::entity::{storable_time_problem, too_many_scopes, truncate_micros, ApiKey};
 use crate::error::{Error, FieldError};
 use crate::scope::is_valid_scope;
 
@@ -214,11 +214,53 @@ impl ApiKeyFilter {
                 .map(|s| FieldError::new(field, format!("invalid scope {s:?}")))
                 .collect(),
         })
+        .chain(self.bounds().into_iter().filter_map(|(field, bound)| {
+            bound
+                .and_then(storable_time_problem)
+                .map(|problem| FieldError::new(field, problem))
+        }))
         .collect();
         if errors.is_empty() {
             Ok(())
         } else {
             Err(Error::Validation(errors))
+        }
+    }
+
+    fn bounds(&self) -> [(&'static str, Option<DateTime<Utc>>); 6] {
+        [
+            ("expires_before", self.expires_before),
+            ("expires_after", self.expires_after),
+            ("created_before", self.created_before),
+            ("created_after", self.created_after),
+            ("last_used_before", self.last_used_before),
+            ("last_used_after", self.last_used_after),
+        ]
+    }
+
+    /// The same filter with its time bounds at the microsecond precision
+    /// every store keeps, selecting exactly the same stored keys: `…_before`
+    /// bounds rounded up, `…_after` bounds rounded down.
+    pub fn at_store_precision(&self) -> Self {
+        let down = |t: Option<DateTime<Utc>>| t.map(truncate_micros);
+        let up = |t: Option<DateTime<Utc>>| {
+            t.map(|t| {
+                let cut = truncate_micros(t);
+                if cut < t {
+                    cut + chrono::TimeDelta::microseconds(1)
+                } else {
+                    cut
+                }
+            })
+        };
+        Self {
+            expires_before: up(self.expires_before),
+            created_before: up(self.created_before),
+            last_used_before: up(self.last_used_before),
+            expires_after: down(self.expires_after),
+            created_after: down(self.created_after),
+            last_used_after: down(self.last_used_after),
+            ..self.clone()
         }
     }
 
@@ -309,6 +351,54 @@ mod tests {
             assert_eq!(o.as_str().parse::<OrderBy>().unwrap(), o);
         }
         assert!("password".parse::<OrderBy>().is_err());
+    }
+
+    #[test]
+    fn bounds_the_stores_cannot_keep_are_refused() {
+        for bad in [
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "2024-02-29T23:59:60Z",
+        ] {
+            let f: ApiKeyFilter =
+                serde_json::from_str(&format!(r#"{{"created_after":"{bad}"}}"#)).unwrap();
+            assert!(
+                matches!(f.validate(), Err(Error::Validation(e)) if e[0].field == "created_after"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_precision_selects_the_same_keys() {
+        let f: ApiKeyFilter = serde_json::from_str(
+            r#"{"created_before":"2024-01-01T00:00:00.1234561Z","created_after":"2024-01-01T00:00:00.1234561Z"}"#,
+        )
+        .unwrap();
+        let p = f.at_store_precision();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(p.created_before, Some(t("2024-01-01T00:00:00.123457Z")));
+        assert_eq!(p.created_after, Some(t("2024-01-01T00:00:00.123456Z")));
+        let mut key = crate::entity::sample_key("h");
+        for stored in ["2024-01-01T00:00:00.123456Z", "2024-01-01T00:00:00.123457Z"] {
+            key.created_at = t(stored);
+            for filter in [
+                ApiKeyFilter {
+                    created_after: None,
+                    ..f.clone()
+                },
+                ApiKeyFilter {
+                    created_before: None,
+                    ..f.clone()
+                },
+            ] {
+                assert_eq!(
+                    filter.matches(&key),
+                    filter.at_store_precision().matches(&key),
+                    "{stored}"
+                );
+            }
+        }
     }
 
     #[test]

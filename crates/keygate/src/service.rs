@@ -382,11 +382,13 @@ impl ApiKeyService {
 
     /// Audit events matching `filter`, ordered and paged as it says.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, Error> {
+        check_since(filter)?;
         Ok(self.inner.repo.events(filter).await?)
     }
 
     /// Number of audit events matching `filter`.
     pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, Error> {
+        check_since(filter)?;
         Ok(self.inner.repo.count_events(filter).await?)
     }
 
@@ -398,13 +400,13 @@ impl ApiKeyService {
     /// Keys matching `filter`, ordered and paged as it says.
     pub async fn find(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKey>, Error> {
         filter.validate()?;
-        Ok(self.inner.repo.find(filter).await?)
+        Ok(self.inner.repo.find(&filter.at_store_precision()).await?)
     }
 
     /// Number of keys matching `filter`.
     pub async fn count(&self, filter: &ApiKeyFilter) -> Result<u64, Error> {
         filter.validate()?;
-        Ok(self.inner.repo.count(filter).await?)
+        Ok(self.inner.repo.count(&filter.at_store_precision()).await?)
     }
 
     /// Loads one key per environment variable whose name starts with
@@ -488,6 +490,14 @@ impl ApiKeyService {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(key_id);
         }
+    }
+}
+
+/// `since` must be a time every store can compare.
+fn check_since(filter: &EventFilter) -> Result<(), Error> {
+    match filter.since.and_then(crate::entity::storable_time_problem) {
+        Some(problem) => Err(Error::validation("since", problem)),
+        None => Ok(()),
     }
 }
 

@@ -385,3 +385,41 @@ async fn an_expiry_past_the_year_9999_in_utc_is_422() {
         .await;
     assert_eq!(entity["expires_at"], "9999-12-31T23:59:59Z");
 }
+
+/// Times no store can keep the same way (leap seconds, years outside
+/// 1000–9999 in UTC) are 422 naming the field, never stored: MariaDB turned
+/// a leap-second expiry into "no expiry" (found by fuzz/store_diff).
+#[tokio::test]
+async fn times_the_stores_cannot_keep_are_422() {
+    let app = TestApp::new().await;
+    let (target, _) = key(&app.service, "target", &["read"]).await;
+    for bad in [
+        "2030-06-30T23:59:60Z",
+        "9999-12-31T23:59:59-01:00",
+        "0999-12-31T23:59:59Z",
+    ] {
+        let create = app
+            .admin(Method::POST, "/api-keys")
+            .json(json!({"name": "leap", "expires_at": bad}))
+            .send(&app.router)
+            .await;
+        let mut fields = create.invalid_fields();
+        fields.dedup(); // a year before 1000 is also in the past
+        assert_eq!(fields, ["expires_at"], "{bad}");
+        let patch = app
+            .admin(Method::PATCH, &format!("/api-keys/{}", target.id))
+            .json(json!({ "expires_at": bad }))
+            .send(&app.router)
+            .await;
+        let mut fields = patch.invalid_fields();
+        fields.dedup();
+        assert_eq!(fields, ["expires_at"], "{bad}");
+        let search = app
+            .admin(Method::POST, "/api-keys/search")
+            .json(json!({ "created_after": bad }))
+            .send(&app.router)
+            .await;
+        assert_eq!(search.invalid_fields(), ["created_after"], "{bad}");
+    }
+    assert_eq!(app.service.get(&target.id).await.unwrap().expires_at, None);
+}
