@@ -331,4 +331,3 @@ async fn mysql_schema_has_the_python_types() {
     repo.migrate().await.unwrap();
     assert_eq!(repo.get(&k.id).await.unwrap().unwrap(), k);
 }
-
