@@ -5,7 +5,8 @@
 //!
 //! Invariants checked:
 //! - nothing panics;
-//! - `validate` is Ok exactly when every scope of both lists is valid;
+//! - `validate` is Ok exactly when every scope of both lists is valid, no
+//!   list has more than 100 entries and every time bound is storable;
 //! - a filter that decoded re-encodes and decodes to an equal filter
 //!   (what the CLI and clients send back and forth);
 //! - `matches` agrees with a field-by-field reference on every sample key,
@@ -139,16 +140,34 @@ fn reference_matches(f: &ApiKeyFilter, k: &ApiKey) -> bool {
         && f.key_id.as_ref().is_none_or(|id| &k.key_id == id)
 }
 
+/// A time every store keeps alike: years 1000..=9999 in UTC, no leap second.
+fn storable(t: &Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    use chrono::{Datelike, Timelike};
+    t.is_none_or(|t| (1000..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000)
+}
+
 fn check_filter(filter: &ApiKeyFilter) {
     let all_valid = filter
         .scopes_contain_all
         .iter()
         .chain(&filter.scopes_contain_any)
-        .all(|s| is_valid_scope(s));
+        .all(|s| is_valid_scope(s))
+        && filter.scopes_contain_all.len() <= keygate::MAX_SCOPES_PER_LIST
+        && filter.scopes_contain_any.len() <= keygate::MAX_SCOPES_PER_LIST
+        && [
+            &filter.expires_before,
+            &filter.expires_after,
+            &filter.created_before,
+            &filter.created_after,
+            &filter.last_used_before,
+            &filter.last_used_after,
+        ]
+        .into_iter()
+        .all(storable);
     match filter.validate() {
-        Ok(()) => assert!(all_valid, "validate accepted an invalid scope: {filter:?}"),
+        Ok(()) => assert!(all_valid, "validate accepted an invalid filter: {filter:?}"),
         Err(Error::Validation(errors)) => {
-            assert!(!all_valid, "validate refused valid scopes: {filter:?}");
+            assert!(!all_valid, "validate refused a valid filter: {filter:?}");
             assert!(!errors.is_empty());
             let _ = Error::Validation(errors).to_string();
         }
