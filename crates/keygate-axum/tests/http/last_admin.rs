@@ -2,8 +2,6 @@
 //! cannot be deactivated, deleted, or stripped of its admin scope or of its
 //! active flag over HTTP: 409, and the key stays as it was.
 
-use std::time::Duration;
-
 use axum::http::{Method, StatusCode};
 use keygate::{NewApiKey, DEFAULT_ACTOR};
 use keygate_axum::{AppConfig, DEFAULT_ADMIN_SCOPE};
@@ -127,17 +125,26 @@ async fn inactive_and_expired_admin_keys_do_not_count() {
         .send(&app.router)
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    // An admin key that has expired.
-    let soon = chrono::Utc::now() + chrono::TimeDelta::milliseconds(300);
-    app.service
-        .create(
-            NewApiKey::named("expired")
-                .with_scopes([DEFAULT_ADMIN_SCOPE])
-                .expiring_at(soon),
-        )
+    // An admin key that has expired (moved into the past through the store:
+    // the service refuses past expiries, and no test waits on the clock).
+    let (expired, _) = app
+        .service
+        .create(NewApiKey::named("expired").with_scopes([DEFAULT_ADMIN_SCOPE]))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let past = keygate::KeyChange {
+        expires_at: Some(Some(chrono::Utc::now() - chrono::TimeDelta::seconds(1))),
+        ..keygate::KeyChange::default()
+    };
+    let audit = keygate::Audit {
+        actor: "test".into(),
+        at: keygate::now_micros(),
+        action: keygate::AuditAction::Update,
+    };
+    keygate::KeyStore::update(&app.repo, &expired.id, &past, &audit)
+        .await
+        .unwrap()
+        .unwrap();
     let reply = app
         .admin(Method::POST, &format!("/api-keys/{id}/deactivate"))
         .send(&app.router)
