@@ -129,7 +129,7 @@ fn reference_matches(f: &ApiKeyFilter, k: &ApiKey) -> bool {
         && f.name_contains.as_ref().is_none_or(|needle| {
             k.name
                 .as_ref()
-                .is_some_and(|n| n.to_lowercase().contains(&needle.to_lowercase()))
+                .is_some_and(|n| lower_each(n).contains(&lower_each(needle)))
         })
         && f.name_exact
             .as_ref()
@@ -138,6 +138,14 @@ fn reference_matches(f: &ApiKeyFilter, k: &ApiKey) -> bool {
             .as_ref()
             .is_none_or(|o| k.owner_id.as_ref() == Some(o))
         && f.key_id.as_ref().is_none_or(|id| &k.key_id == id)
+}
+
+/// The documented folding of `name_contains`: each character to the first
+/// character of its lowercase mapping (as the databases' `lower()` works).
+fn lower_each(text: &str) -> String {
+    text.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
 }
 
 /// A time every store keeps alike: years 1000..=9999 in UTC, no leap second.
