@@ -220,19 +220,7 @@ pub async fn every_filter_field_matches_reference(repo: Repo) {
 /// `%`, `_` and `\\` match literally; case does not matter.
 pub async fn name_contains_is_literal_and_case_insensitive(repo: Repo) {
     load(&repo).await;
-    let names = |needle: &str| {
-        let repo = repo.clone();
-        let filter = ApiKeyFilter {
-            name_contains: Some(needle.to_owned()),
-            order_by: OrderBy::Name,
-            order_desc: false,
-            ..f()
-        };
-        async move {
-            let found = repo.find(&filter).await.unwrap();
-            found.into_iter().filter_map(|k| k.name).collect::<Vec<_>>()
-        }
-    };
+    let names = |needle: &'static str| names_containing(&repo, needle);
     assert_eq!(names("%").await, ["100% off"]);
     assert_eq!(names("_").await, [INJECTION, "under_score"]);
     assert_eq!(names("r_s").await, ["under_score"]);
@@ -437,19 +425,7 @@ pub async fn name_contains_folds_unicode(repo: Repo) {
         put(&repo, &k).await.unwrap();
         keys.push(k);
     }
-    let names = |needle: &str| {
-        let repo = repo.clone();
-        let filter = ApiKeyFilter {
-            name_contains: Some(needle.to_owned()),
-            order_by: OrderBy::Name,
-            order_desc: false,
-            ..f()
-        };
-        async move {
-            let found = repo.find(&filter).await.unwrap();
-            found.into_iter().filter_map(|k| k.name).collect::<Vec<_>>()
-        }
-    };
+    let names = |needle: &'static str| names_containing(&repo, needle);
     assert_eq!(names("école").await, ["ÉCOLE", "école"]);
     assert_eq!(names("ÉCOLE").await, ["ÉCOLE", "école"]);
     assert_eq!(names("ISTANBUL").await, ["İstanbul"]);
@@ -469,4 +445,16 @@ pub async fn name_contains_folds_unicode(repo: Repo) {
         )
         .await;
     }
+}
+
+/// The names of the keys whose name contains `needle`, in name order.
+async fn names_containing(repo: &Repo, needle: &str) -> Vec<String> {
+    let filter = ApiKeyFilter {
+        name_contains: Some(needle.to_owned()),
+        order_by: OrderBy::Name,
+        order_desc: false,
+        ..f()
+    };
+    let found = repo.find(&filter).await.unwrap();
+    found.into_iter().filter_map(|k| k.name).collect()
 }
