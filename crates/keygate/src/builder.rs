@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::hash::{HashAlgorithm, KeyHasher, Pepper};
 use crate::hash_pool::HashPool;
 use crate::key::{KeyFormat, Secret};
+use crate::ratelimit::{Limiters, SharedRateLimiter};
 use crate::repository::Repository;
 use crate::service::{ApiKeyService, Inner};
 use crate::touch::TouchQueue;
@@ -47,6 +48,9 @@ pub struct ServiceBuilder {
     success_delay: Option<DelayRange>,
     hash_threads: Option<usize>,
     clock: Arc<dyn Clock>,
+    shared_limiter: Option<Arc<dyn SharedRateLimiter>>,
+    shared_limiter_timeout: Duration,
+    shared_limiter_retry: Duration,
 }
 
 impl ServiceBuilder {
@@ -62,6 +66,9 @@ impl ServiceBuilder {
             success_delay: None,
             hash_threads: None,
             clock: Arc::new(SystemClock),
+            shared_limiter: None,
+            shared_limiter_timeout: Duration::from_millis(100),
+            shared_limiter_retry: Duration::from_secs(1),
         }
     }
 
@@ -141,6 +148,28 @@ impl ServiceBuilder {
         self
     }
 
+    /// Rate-limit counters shared by every instance (e.g.
+    /// `keygate_redis::RedisRateLimiter`), so a window's limit holds across
+    /// all of them. Without one, limits are exact per process.
+    ///
+    /// When the shared limiter fails or takes longer than `timeout`
+    /// (default 100 ms), the service limits in process (each instance then
+    /// admits up to the limit; nothing is let through unchecked), logs a
+    /// warning, and tries the shared limiter again after `retry` (default
+    /// 1 s).
+    pub fn shared_rate_limiter(mut self, limiter: Arc<dyn SharedRateLimiter>) -> Self {
+        self.shared_limiter = Some(limiter);
+        self
+    }
+
+    /// How long to wait for the shared rate limiter before limiting in
+    /// process, and how long to skip it after a failure.
+    pub fn shared_rate_limiter_timing(mut self, timeout: Duration, retry: Duration) -> Self {
+        self.shared_limiter_timeout = timeout;
+        self.shared_limiter_retry = retry;
+        self
+    }
+
     /// Checks the configuration and builds the service.
     pub fn build(self) -> Result<ApiKeyService, Error> {
         for (field, range) in [
@@ -169,6 +198,11 @@ impl ServiceBuilder {
             failure_delay: self.failure_delay,
             success_delay: self.success_delay,
             clock: self.clock,
+            limiters: Limiters::new(
+                self.shared_limiter,
+                self.shared_limiter_timeout,
+                self.shared_limiter_retry,
+            ),
         }))
     }
 }

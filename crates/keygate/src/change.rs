@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::entity::{ApiKey, Meta};
+use crate::limits::{CreditChange, Credits, RateLimit};
 use crate::scope::ScopeSet;
 
 /// The fields one change sets; `None` leaves a field as it is.
@@ -38,6 +39,13 @@ pub struct KeyChange {
     pub owner_id: Option<Option<String>>,
     /// New application data (`Some(None)` clears it).
     pub meta: Option<Option<Meta>>,
+    /// New rate-limit windows (`Some(None)` removes them).
+    pub rate_limits: Option<Option<Vec<RateLimit>>>,
+    /// New credits, replacing the stored ones (`Some(None)`: unlimited).
+    pub credits: Option<Option<Credits>>,
+    /// A change to the credits as stored (`set` or `add`), applied after
+    /// `credits`. Adding to a key without credits changes nothing.
+    pub credit_change: Option<CreditChange>,
     /// A new secret (rotation).
     pub secret: Option<NewSecret>,
 }
@@ -97,6 +105,15 @@ impl KeyChange {
         if let Some(meta) = &self.meta {
             new.meta = meta.clone();
         }
+        if let Some(rate_limits) = &self.rate_limits {
+            new.rate_limits = rate_limits.clone();
+        }
+        if let Some(credits) = &self.credits {
+            new.credits = credits.clone();
+        }
+        if let Some(change) = self.credit_change {
+            new.credits = change.apply_to(new.credits.as_ref()).or(new.credits);
+        }
         if let Some(secret) = &self.secret {
             new.previous_key_hash = secret.grace_until.map(|_| old.key_hash.clone());
             new.previous_secret_expires_at = secret.grace_until;
@@ -116,7 +133,7 @@ pub const HIDDEN: &str = "(hidden)";
 /// creation, deletion) mapped to `[old, new]`. A new secret shows as
 /// `"secret": ["(hidden)", "(hidden)"]`.
 pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> serde_json::Map<String, Value> {
-    let view = |k: Option<&ApiKey>| -> [(&'static str, Value); 8] {
+    let view = |k: Option<&ApiKey>| -> [(&'static str, Value); 10] {
         [
             ("name", json!(k.and_then(|k| k.name.as_ref()))),
             ("description", json!(k.and_then(|k| k.description.as_ref()))),
@@ -129,6 +146,8 @@ pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> serde_json::Ma
                 "previous_secret_expires_at",
                 json!(k.and_then(|k| k.previous_secret_expires_at)),
             ),
+            ("rate_limits", json!(k.and_then(|k| k.rate_limits.as_ref()))),
+            ("credits", json!(k.and_then(|k| k.credits.as_ref()))),
         ]
     };
     let mut changes = serde_json::Map::new();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldError};
 use crate::key::Secret;
+use crate::limits::{check_credits, check_rate_limits, Credits, RateLimit};
 use crate::scope::ScopeSet;
 
 /// Longest accepted name, in characters.
@@ -31,7 +32,8 @@ pub type Meta = serde_json::Map<String, serde_json::Value>;
 ///
 /// Serializes to the public JSON shape of the SPEC (`id, key_id, name,
 /// description, is_active, created_at, last_used_at, expires_at, scopes,
-/// owner_id, meta, previous_secret_expires_at`): the hashes and the
+/// owner_id, meta, previous_secret_expires_at, rate_limits, credits`): the
+/// hashes and the
 /// secret's first/last characters are never serialized.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
@@ -63,6 +65,13 @@ pub struct ApiKey {
     /// Serialized as `null` once that time has passed.
     #[serde(default, serialize_with = "grace_if_running")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Rate-limit windows (SPEC §12); `None`: no rate limit.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<RateLimit>>,
+    /// Usage credits (SPEC §12); `None`: unlimited. Serialized as they
+    /// stand now, a due refill applied.
+    #[serde(default, serialize_with = "credits_now")]
+    pub credits: Option<Credits>,
     /// Hash of the secret replaced by the last rotation with a grace period.
     #[serde(skip)]
     pub previous_key_hash: Option<String>,
@@ -95,6 +104,8 @@ impl fmt::Debug for ApiKey {
                 "previous_secret_expires_at",
                 &self.previous_secret_expires_at,
             )
+            .field("rate_limits", &self.rate_limits)
+            .field("credits", &self.credits)
             .field("key_hash", &"<redacted>")
             .finish_non_exhaustive()
     }
@@ -120,6 +131,10 @@ fn grace_if_running<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     until.filter(|t| *t > Utc::now()).serialize(s)
+}
+
+fn credits_now<S: serde::Serializer>(credits: &Option<Credits>, s: S) -> Result<S::Ok, S::Error> {
+    credits.as_ref().map(|c| c.at(Utc::now())).serialize(s)
 }
 
 /// A fresh 32-hex-character UUIDv4 id.
@@ -160,6 +175,10 @@ pub struct NewApiKey {
     pub owner_id: Option<String>,
     /// The application's data (a JSON object, at most 8 KiB).
     pub meta: Option<Meta>,
+    /// Rate-limit windows (1 to 8).
+    pub rate_limits: Option<Vec<RateLimit>>,
+    /// Usage credits.
+    pub credits: Option<Credits>,
     /// Explicit key id (16 lowercase hex); random when absent.
     pub key_id: Option<String>,
     /// Explicit secret; random when absent.
@@ -176,6 +195,8 @@ impl Default for NewApiKey {
             scopes: Vec::new(),
             owner_id: None,
             meta: None,
+            rate_limits: None,
+            credits: None,
             key_id: None,
             secret: None,
         }
@@ -215,6 +236,18 @@ impl NewApiKey {
         self
     }
 
+    /// Adds a rate-limit window.
+    pub fn rate_limited(mut self, limit: RateLimit) -> Self {
+        self.rate_limits.get_or_insert_with(Vec::new).push(limit);
+        self
+    }
+
+    /// Sets the usage credits.
+    pub fn with_credits(mut self, credits: Credits) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
     /// Sets the expiry.
     pub fn expiring_at(mut self, at: DateTime<Utc>) -> Self {
         self.expires_at = Some(at);
@@ -247,6 +280,12 @@ pub struct ApiKeyUpdate {
     /// New application data (replaces the whole object); `Some(None)` clears it.
     #[serde(default, deserialize_with = "present")]
     pub meta: Option<Option<Meta>>,
+    /// New rate-limit windows (replacing all); `Some(None)` removes them.
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limits: Option<Option<Vec<RateLimit>>>,
+    /// New credits (replacing all); `Some(None)` makes usage unlimited.
+    #[serde(default, deserialize_with = "present")]
+    pub credits: Option<Option<Credits>>,
 }
 
 /// A field that is present deserializes to `Some`, even when `null`; an
@@ -331,6 +370,20 @@ pub(crate) fn check_owner_and_meta(
     }
 }
 
+/// Appends problems with rate limits and credits to `errors`.
+pub(crate) fn check_limits(
+    rate_limits: Option<&[RateLimit]>,
+    credits: Option<&Credits>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(limits) = rate_limits {
+        check_rate_limits(limits, "rate_limits", errors);
+    }
+    if let Some(credits) = credits {
+        check_credits(credits, "credits", errors);
+    }
+}
+
 /// The error for a list of `count` scopes in `field`, when above
 /// [`MAX_SCOPES_PER_LIST`].
 pub(crate) fn too_many_scopes(field: &str, count: usize) -> Option<FieldError> {
@@ -378,6 +431,8 @@ pub(crate) fn sample_key(hash: &str) -> ApiKey {
         owner_id: None,
         meta: None,
         previous_secret_expires_at: None,
+        rate_limits: None,
+        credits: None,
         previous_key_hash: None,
         key_hash: hash.into(),
         key_secret_first: "abcd".into(),
@@ -398,7 +453,7 @@ mod tests {
         };
         let json = serde_json::to_value(&key).unwrap();
         let fields: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(fields.len(), 12, "{fields:?}");
+        assert_eq!(fields.len(), 14, "{fields:?}");
         for hidden in ["SECRETHASH", "OLDHASH"] {
             assert!(!json.to_string().contains(hidden));
             assert!(!format!("{key:?}").contains(hidden));

@@ -2,8 +2,11 @@
 //! place, in `keygate-axum`.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::limits::WindowUsage;
 
 /// A validation problem with one input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +60,23 @@ pub enum Error {
         required: Vec<String>,
         /// The required scopes the key does not hold.
         missing: Vec<String>,
+    },
+    /// A rate-limit window of the key has no room for this request
+    /// (HTTP 429). Nothing was taken from any window or from the credits.
+    #[error("API key rate limit exceeded")]
+    RateLimited {
+        /// When to try again: until the full window closes (at least 1 s
+        /// when rounded up for `Retry-After`).
+        retry_after: Duration,
+        /// The full window (`remaining` as it stands).
+        window: WindowUsage,
+    },
+    /// The key's credits are used up (HTTP 429). Nothing was taken from the
+    /// rate-limit windows.
+    #[error("API key usage exceeded")]
+    UsageExceeded {
+        /// Until the next refill, when one is scheduled.
+        retry_after: Option<Duration>,
     },
     /// No API key entity with this id.
     #[error("API key not found")]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entity::{storable_time_problem, too_many_scopes, truncate_micros, ApiKey};
 use crate::error::{Error, FieldError};
+use crate::limits::MAX_CREDITS;
 use crate::scope::is_valid_scope;
 
 /// Column to sort by.
@@ -146,6 +147,17 @@ pub struct ApiKeyFilter {
     /// Exact public key id (the middle part of a key).
     #[serde(default)]
     pub key_id: Option<String>,
+    /// true: keys with credits (metered); false: unlimited keys.
+    #[serde(default)]
+    pub has_credits: Option<bool>,
+    /// Keys whose stored `credits.remaining` is below this (keys without
+    /// credits never match). A refill due but not yet applied by a use is
+    /// not counted.
+    #[serde(default)]
+    pub credits_below: Option<u64>,
+    /// true: keys with rate limits; false: keys without.
+    #[serde(default)]
+    pub has_rate_limits: Option<bool>,
     /// Sort column (default `created_at`).
     #[serde(default)]
     pub order_by: OrderBy,
@@ -177,6 +189,9 @@ impl Default for ApiKeyFilter {
             name_exact: None,
             owner_id: None,
             key_id: None,
+            has_credits: None,
+            credits_below: None,
+            has_rate_limits: None,
             order_by: OrderBy::default(),
             order_desc: true,
             offset: 0,
@@ -260,6 +275,8 @@ impl ApiKeyFilter {
             expires_after: down(self.expires_after),
             created_after: down(self.created_after),
             last_used_after: down(self.last_used_after),
+            // No key holds more: the same matches, and a value every store binds.
+            credits_below: self.credits_below.map(|n| n.min(MAX_CREDITS + 1)),
             ..self.clone()
         }
     }
@@ -303,6 +320,13 @@ impl ApiKeyFilter {
                 .as_deref()
                 .is_none_or(|owner| key.owner_id.as_deref() == Some(owner))
             && self.key_id.as_deref().is_none_or(|k| key.key_id == k)
+            && self.has_credits.is_none_or(|h| key.credits.is_some() == h)
+            && self
+                .credits_below
+                .is_none_or(|n| key.credits.as_ref().is_some_and(|c| c.remaining < n))
+            && self
+                .has_rate_limits
+                .is_none_or(|h| key.rate_limits.is_some() == h)
     }
 
     /// The order of results: by `order_by` (nulls smallest), then by `id`,

@@ -38,7 +38,9 @@ mod filter;
 mod hash;
 mod hash_pool;
 mod key;
+mod limits;
 mod memory;
+mod ratelimit;
 mod repository;
 mod scope;
 mod service;
@@ -61,10 +63,15 @@ pub use error::{Error, FieldError, StoreError};
 pub use filter::{fold_case, ApiKeyFilter, OrderBy};
 pub use hash::{HashAlgorithm, KeyHasher, Pepper, StoredKind, PEPPER_ENV};
 pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_LEN};
+pub use limits::{
+    CreditChange, CreditUse, Credits, RateDecision, RateLimit, RefillInterval, Usage, WindowUsage,
+    MAX_COST, MAX_CREDITS, MAX_RATE_LIMITS, MAX_WINDOW_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS,
+};
 pub use memory::InMemoryRepository;
+pub use ratelimit::{LimiterError, LocalRateLimiter, SharedRateLimiter};
 pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};
-pub use service::{ApiKeyService, HashingStats, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
+pub use service::{ApiKeyService, HashingStats, Verified, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
 
 /// The storage traits, to call a store's methods directly:
 /// `use keygate::prelude::*;`.

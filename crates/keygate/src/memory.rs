@@ -12,6 +12,7 @@ use crate::change::KeyChange;
 use crate::entity::ApiKey;
 use crate::error::StoreError;
 use crate::filter::ApiKeyFilter;
+use crate::limits::CreditUse;
 use crate::repository::{AuditLog, KeySearch, KeyStore};
 
 #[derive(Default)]
@@ -142,6 +143,28 @@ impl KeyStore for InMemoryRepository {
             t.events.extend(audit.event(Some(k), None));
         }
         Ok(removed)
+    }
+
+    async fn consume_credits(
+        &self,
+        id: &str,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<CreditUse, StoreError> {
+        let mut t = self.write();
+        let Some(key) = t.by_id.get_mut(id) else {
+            return Ok(CreditUse::Refused);
+        };
+        let Some(credits) = &mut key.credits else {
+            return Ok(CreditUse::Unmetered);
+        };
+        Ok(if credits.consume(cost, now) {
+            CreditUse::Taken {
+                remaining: credits.remaining,
+            }
+        } else {
+            CreditUse::Refused
+        })
     }
 
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ use crate::change::KeyChange;
 use crate::entity::ApiKey;
 use crate::error::StoreError;
 use crate::filter::ApiKeyFilter;
+use crate::limits::CreditUse;
 
 /// Where keys live: the verification path's look-ups and the changes.
 ///
@@ -59,6 +60,19 @@ pub trait KeyStore: Send + Sync + 'static {
     /// unless the stored value is already later (it only moves forward).
     /// Unknown ids are ignored. Not audited.
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// Takes `cost` credits from key `id` as one atomic operation on the
+    /// stored row, with [`Credits::consume`](crate::Credits::consume)'s
+    /// semantics: a refill due at `now` is applied first; the request needs
+    /// `max(cost, 1)` credits; a refusal changes nothing. However many
+    /// instances share the store, a key never gets more successes than it
+    /// has credits. Not audited (it happens on every metered request).
+    async fn consume_credits(
+        &self,
+        id: &str,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<CreditUse, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError> {

@@ -10,14 +10,16 @@ use crate::cache::VerifyCache;
 use crate::change::{KeyChange, NewSecret};
 use crate::clock::Clock;
 use crate::entity::{
-    check_fields, check_owner_and_meta, check_scopes, new_entity_id, truncate_micros, ApiKey,
-    ApiKeyUpdate, NewApiKey,
+    check_fields, check_limits, check_owner_and_meta, check_scopes, new_entity_id, truncate_micros,
+    ApiKey, ApiKeyUpdate, NewApiKey,
 };
 use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
 use crate::hash::KeyHasher;
 use crate::hash_pool::{HashPool, Lane};
 use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
+use crate::limits::{CreditChange, Usage, MAX_CREDITS};
+use crate::ratelimit::Limiters;
 use crate::repository::Repository;
 use crate::touch::TouchQueue;
 
@@ -32,6 +34,17 @@ pub(crate) struct Inner {
     pub(crate) failure_delay: Option<DelayRange>,
     pub(crate) success_delay: Option<DelayRange>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limiters: Limiters,
+}
+
+/// A successful verification: the key, and what the request used of its
+/// limits (SPEC §12).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The verified key (with `credits.remaining` as left by this request).
+    pub key: Arc<ApiKey>,
+    /// Credits left and rate-limit windows; empty for a key without limits.
+    pub usage: Usage,
 }
 
 /// Counters of the slow-hashing pool ([`ApiKeyService::hashing_stats`]).
@@ -174,6 +187,11 @@ impl ApiKeyService {
         );
         let scopes = check_scopes(&new.scopes, &mut errors);
         check_owner_and_meta(new.owner_id.as_deref(), new.meta.as_ref(), &mut errors);
+        check_limits(
+            new.rate_limits.as_deref(),
+            new.credits.as_ref(),
+            &mut errors,
+        );
         let key_id = match new.key_id.as_deref().map(KeyId::parse).transpose() {
             Ok(id) => id.unwrap_or_else(KeyId::generate),
             Err(e) => {
@@ -199,6 +217,8 @@ impl ApiKeyService {
             scopes,
             owner_id: new.owner_id,
             meta: new.meta,
+            rate_limits: new.rate_limits,
+            credits: new.credits.map(|c| c.configured_at(now)),
             previous_secret_expires_at: None,
             previous_key_hash: None,
             key_hash,
@@ -244,6 +264,11 @@ impl ApiKeyService {
             change.meta.as_ref().and_then(Option::as_ref),
             &mut errors,
         );
+        check_limits(
+            change.rate_limits.as_ref().and_then(Option::as_deref),
+            change.credits.as_ref().and_then(Option::as_ref),
+            &mut errors,
+        );
         if change.clear_expires && change.expires_at.is_some() {
             errors.push(FieldError::new(
                 "clear_expires",
@@ -266,9 +291,45 @@ impl ApiKeyService {
             expires_at,
             owner_id: change.owner_id,
             meta: change.meta,
+            rate_limits: change.rate_limits,
+            credits: change.credits.map(|c| c.map(|c| c.configured_at(now))),
+            credit_change: None,
             secret: None,
         };
         self.apply(id, &change, AuditAction::Update).await
+    }
+
+    /// Sets or adds to a key's credits, atomically in the store (an `add`
+    /// racing with requests that use credits loses none of either), and
+    /// records it in the audit log. `Set` gives a key without credits some
+    /// (no refill); `Add` needs a key with credits ([`Error::Conflict`]
+    /// otherwise) and never takes `remaining` below zero.
+    pub async fn change_credits(&self, id: &str, change: CreditChange) -> Result<ApiKey, Error> {
+        let out_of_range = match change {
+            CreditChange::Set(n) => n > MAX_CREDITS,
+            CreditChange::Add(n) => n.unsigned_abs() > MAX_CREDITS,
+        };
+        if out_of_range {
+            let field = match change {
+                CreditChange::Set(_) => "set",
+                CreditChange::Add(_) => "add",
+            };
+            return Err(Error::validation(
+                field,
+                format!("must be within ±{MAX_CREDITS} (0 or more for set)"),
+            ));
+        }
+        let key_change = KeyChange {
+            credit_change: Some(change),
+            ..KeyChange::default()
+        };
+        let key = self.apply(id, &key_change, AuditAction::Update).await?;
+        if key.credits.is_none() {
+            return Err(Error::Conflict(
+                "the key has no credits (its usage is unlimited): set them first".into(),
+            ));
+        }
+        Ok(key)
     }
 
     /// Applies one change in the store and makes the cache re-read the key.
@@ -479,6 +540,12 @@ impl ApiKeyService {
             queued: self.inner.hash_pool.queued(),
             completed: self.inner.hash_pool.completed(),
         }
+    }
+
+    /// True while rate limits are applied per instance because the shared
+    /// rate limiter failed (see [`ServiceBuilder::shared_rate_limiter`]).
+    pub fn rate_limiting_degraded(&self) -> bool {
+        self.inner.limiters.degraded()
     }
 
     /// Checks that the store answers.

@@ -13,12 +13,26 @@ use crate::error::Error;
 use crate::hash::HashAlgorithm;
 use crate::hash_pool::Lane;
 use crate::key::{ParsedKey, Secret};
-use crate::service::{ApiKeyService, Inner};
+use crate::limits::{check_cost, epoch_ms, CreditUse, RateDecision, Usage};
+use crate::ratelimit::Admitted;
+use crate::service::{ApiKeyService, Inner, Verified};
 use crate::touch::FLUSH_EVERY;
 
 impl ApiKeyService {
     /// Verifies a presented key and checks that it holds **every** scope in
-    /// `required`. Returns the key's entity.
+    /// `required`, at a cost of 1 (see [`verify_with`](Self::verify_with)).
+    /// Returns the key's entity.
+    pub async fn verify<S: AsRef<str>>(
+        &self,
+        raw_key: &str,
+        required: &[S],
+    ) -> Result<Arc<ApiKey>, Error> {
+        self.verify_with(raw_key, required, 1).await.map(|v| v.key)
+    }
+
+    /// Verifies a presented key, checks that it holds **every** scope in
+    /// `required`, and takes `cost` (0..=1000; 0 checks that one more
+    /// request would pass without taking anything) from its limits.
     ///
     /// Order (hash before status, so a wrong secret learns nothing about the
     /// key's state): blank → [`Error::KeyNotProvided`]; malformed →
@@ -27,13 +41,32 @@ impl ApiKeyService {
     /// secret replaced by [`rotate`](Self::rotate) counts as right only
     /// until its grace period ends, cache hits included); inactive
     /// → [`Error::KeyInactive`]; expired → [`Error::KeyExpired`]; missing
-    /// scopes → [`Error::InvalidScopes`]; then the use is recorded.
-    pub async fn verify<S: AsRef<str>>(
+    /// scopes → [`Error::InvalidScopes`]; a rate-limit window without room
+    /// → [`Error::RateLimited`]; too few credits → [`Error::UsageExceeded`];
+    /// then the use is recorded. A refused request takes nothing from any
+    /// window or from the credits.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate::{ApiKeyService, Credits, Error, InMemoryRepository, NewApiKey};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let (_, key) = service.create(NewApiKey::named("metered").with_credits(Credits::new(5))).await.unwrap();
+    /// let v = service.verify_with(key.expose(), &[""; 0], 3).await.unwrap();
+    /// assert_eq!(v.usage.remaining, Some(2));
+    /// assert!(matches!(
+    ///     service.verify_with(key.expose(), &[""; 0], 3).await,
+    ///     Err(Error::UsageExceeded { .. })
+    /// ));
+    /// # });
+    /// ```
+    pub async fn verify_with<S: AsRef<str>>(
         &self,
         raw_key: &str,
         required: &[S],
-    ) -> Result<Arc<ApiKey>, Error> {
-        let result = self.verify_unpaced(raw_key, required).await;
+        cost: u64,
+    ) -> Result<Verified, Error> {
+        check_cost(cost).map_err(|e| Error::Validation(vec![e]))?;
+        let result = self.verify_unpaced(raw_key, required, cost).await;
         let delay = match &result {
             Ok(_) => self.inner.success_delay,
             Err(e) if e.is_auth_failure() => self.inner.failure_delay,
@@ -50,7 +83,8 @@ impl ApiKeyService {
         &self,
         raw_key: &str,
         required: &[S],
-    ) -> Result<Arc<ApiKey>, Error> {
+        cost: u64,
+    ) -> Result<Verified, Error> {
         let inner = &self.inner;
         // 1–2. Blank or malformed: no store access, no hashing.
         let parsed = inner.format.parse(raw_key)?;
@@ -93,14 +127,84 @@ impl ApiKeyService {
                     .collect(),
             });
         }
-        // Per-key limits (rate, credits) will be checked here.
+        // 7–8. Rate limits, then credits (boxed: only metered keys pay).
+        let (key, usage) = if key.rate_limits.is_some() || key.credits.is_some() {
+            Box::pin(self.meter(key, cost, now)).await?
+        } else {
+            (key, Usage::default())
+        };
 
-        // 7. Record the use: at most once per key per interval (boxed, as
+        // 9. Record the use: at most once per key per interval (boxed, as
         // it is rare).
-        if !inner.touch.is_due(&key, now) {
-            return Ok(key);
+        let key = if inner.touch.is_due(&key, now) {
+            Box::pin(self.record_use(key, presented, now)).await?
+        } else {
+            key
+        };
+        Ok(Verified { key, usage })
+    }
+
+    /// Steps 7–8: takes `cost` from every rate-limit window, then from the
+    /// credits; all or nothing (a refusal by the credits gives the windows
+    /// back).
+    async fn meter(
+        &self,
+        key: Arc<ApiKey>,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<ApiKey>, Usage), Error> {
+        let limiters = &self.inner.limiters;
+        let now_ms = epoch_ms(now);
+        let mut usage = Usage::default();
+        let mut admitted = None;
+        if let Some(limits) = key.rate_limits.as_deref().filter(|l| !l.is_empty()) {
+            match limiters.acquire(&key.id, limits, cost, now_ms).await {
+                (RateDecision::Allowed(windows), by) => {
+                    usage.rate_limits = windows;
+                    admitted = Some(by);
+                }
+                (RateDecision::Limited { window }, _) => {
+                    return Err(Error::RateLimited {
+                        retry_after: std::time::Duration::from_millis(window.reset_ms),
+                        window,
+                    });
+                }
+            }
         }
-        Box::pin(self.record_use(key, presented, now)).await
+        let Some(credits) = &key.credits else {
+            return Ok((key, usage));
+        };
+        let refund = |by: Option<Admitted>| {
+            let key = &key;
+            async move {
+                if let (Some(by), Some(limits)) = (by, key.rate_limits.as_deref()) {
+                    limiters.release(&key.id, limits, cost, now_ms, by).await;
+                }
+            }
+        };
+        match self.inner.repo.consume_credits(&key.id, cost, now).await {
+            Ok(CreditUse::Taken { remaining }) => {
+                usage.remaining = Some(remaining);
+                let mut left = credits.at(now);
+                left.remaining = remaining;
+                let mut used = ApiKey::clone(&key);
+                used.credits = Some(left);
+                Ok((Arc::new(used), usage))
+            }
+            // Credits removed since this copy of the key was read.
+            Ok(CreditUse::Unmetered) => Ok((key, usage)),
+            Ok(CreditUse::Refused) => {
+                refund(admitted).await;
+                let retry_after = credits
+                    .next_refill(now)
+                    .and_then(|t| (t - now).to_std().ok());
+                Err(Error::UsageExceeded { retry_after })
+            }
+            Err(e) => {
+                refund(admitted).await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Steps 3–4 when the cache cannot answer alone: read the stored key and

@@ -25,6 +25,8 @@ fn key(n: u32, name: Option<&str>, scopes: &[&str]) -> ApiKey {
         owner_id: None,
         meta: None,
         previous_secret_expires_at: None,
+        rate_limits: None,
+        credits: None,
         previous_key_hash: None,
         key_hash: format!("hash{n}"),
         key_secret_first: "abcd".into(),

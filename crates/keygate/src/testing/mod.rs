@@ -18,16 +18,20 @@
 //! The checks cover look-ups, conflicts, `touch`, every filter against the
 //! reference semantics, the audit log, and races: six writers against a
 //! deactivation, a rename against a scope change, a rotation against a
-//! deactivation — each must leave every change in place.
+//! deactivation — each must leave every change in place; and usage
+//! limits: credits taken atomically by 200 racing callers, refills at
+//! interval boundaries.
 
 mod audit;
 mod filters;
+mod limits;
 mod races;
 mod service;
 mod store;
 
 pub use audit::*;
 pub use filters::*;
+pub use limits::*;
 pub use races::*;
 pub use service::*;
 pub use store::*;
@@ -91,6 +95,13 @@ macro_rules! conformance_tests {
             race_writers_against_deactivate,
             race_rename_against_scope_change,
             race_rotate_against_deactivate,
+            limits_round_trip,
+            consume_credits_takes_exactly,
+            credits_refill_at_interval_boundaries,
+            race_consume_credits,
+            race_add_credits_against_use,
+            limit_filters_match_reference,
+            metered_verify_through_service,
         );
     };
     ($setup:path; $($check:ident),+ $(,)?) => {
@@ -173,6 +184,8 @@ pub fn key(name: Option<&str>, scopes: &[&str]) -> ApiKey {
         owner_id: None,
         meta: None,
         previous_secret_expires_at: None,
+        rate_limits: None,
+        credits: None,
         previous_key_hash: None,
         key_secret_first: "abcd".into(),
         key_secret_last: "wxyz".into(),

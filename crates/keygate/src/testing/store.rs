@@ -34,6 +34,13 @@ pub async fn crud_round_trip(repo: Repo) {
         expires_at: Some(None),
         owner_id: Some(None),
         meta: Some(Some(serde_json::from_str(r#"{"plan":"free"}"#).unwrap())),
+        rate_limits: Some(Some(vec![crate::RateLimit::new(
+            "per-second",
+            5,
+            std::time::Duration::from_secs(1),
+        )])),
+        credits: Some(Some(crate::Credits::new(7))),
+        credit_change: Some(crate::CreditChange::Add(3)),
         secret: None,
     };
     let changed = change(&repo, &k.id, &every_field).await.unwrap().unwrap();

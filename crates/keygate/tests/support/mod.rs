@@ -95,6 +95,14 @@ impl KeyStore for Spy {
     async fn delete(&self, id: &str, audit: &Audit) -> Result<Option<ApiKey>, StoreError> {
         self.inner.delete(id, audit).await
     }
+    async fn consume_credits(
+        &self,
+        id: &str,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<keygate::CreditUse, StoreError> {
+        self.inner.consume_credits(id, cost, now).await
+    }
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
         self.touches.fetch_add(uses.len(), Ordering::SeqCst);
         tokio::time::sleep(self.touch_delay).await;

@@ -1,0 +1,383 @@
+//! Rate limiting: the in-process limiter (exact within one process), the
+//! contract of a shared limiter (exact across instances; `keygate-redis`),
+//! and the policy between them: a shared limiter that fails or is slow is
+//! replaced by the in-process one until it answers again, never bypassed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::limits::{RateDecision, RateLimit, WindowUsage};
+
+/// A shared limiter could not answer (unreachable, timed out, refused the
+/// script). The service then limits in process; see [`SharedRateLimiter`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rate limiter unavailable: {0}")]
+pub struct LimiterError(pub String);
+
+/// Rate-limit counters that several instances share, so a window's limit
+/// holds across all of them (`keygate_redis::RedisRateLimiter`).
+///
+/// **Contract.** [`acquire`](Self::acquire) is atomic and all-or-nothing:
+/// it takes `cost` from every window of `limits` only if each has room for
+/// `max(cost, 1)`, else it takes nothing and reports the full window that
+/// frees last. A window opens at the first request that finds none open
+/// and lasts `window_ms`; windows are told apart by position and length,
+/// so changing a window's length starts it afresh.
+#[async_trait]
+pub trait SharedRateLimiter: Send + Sync + 'static {
+    /// Takes `cost` from every window of key `id`, or nothing.
+    async fn acquire(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        cost: u64,
+    ) -> Result<RateDecision, LimiterError>;
+
+    /// Gives back what [`acquire`](Self::acquire) took, to windows still
+    /// open (a later check refused the request). Never below zero.
+    async fn release(&self, id: &str, limits: &[RateLimit], cost: u64) -> Result<(), LimiterError>;
+
+    /// What the logs call this limiter (`redis`).
+    fn name(&self) -> &'static str {
+        "shared"
+    }
+}
+
+/// One window's counter.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    window_ms: u64,
+    opened_ms: u64,
+    used: u64,
+}
+
+impl Counter {
+    fn open_at(&self, now_ms: u64) -> bool {
+        now_ms < self.opened_ms.saturating_add(self.window_ms)
+    }
+}
+
+const SHARDS: usize = 32;
+/// A shard sweeps closed windows whenever it has grown by this many keys.
+const SWEEP_EVERY: usize = 1024;
+
+#[derive(Default)]
+struct Shard {
+    keys: HashMap<String, Vec<Counter>>,
+    swept_at_len: usize,
+}
+
+/// Exact rate limiting within one process: counters in memory, one lock
+/// per shard of keys, no allocation once a key has its counters.
+///
+/// Only keys that passed verification get counters, so memory grows with
+/// the keys in use, not with what clients send; closed windows are swept.
+pub struct LocalRateLimiter {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+impl Default for LocalRateLimiter {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRateLimiter").finish_non_exhaustive()
+    }
+}
+
+impl LocalRateLimiter {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, Shard> {
+        // Entity ids are random hex; their last bytes spread well.
+        let h = id
+            .bytes()
+            .rev()
+            .take(4)
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        self.shards[h % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `cost` from every window of key `id` at `now_ms`, or nothing.
+    pub fn acquire(&self, id: &str, limits: &[RateLimit], cost: u64, now_ms: u64) -> RateDecision {
+        let mut shard = self.shard(id);
+        if !shard.keys.contains_key(id) {
+            shard.sweep(now_ms);
+            shard.keys.insert(id.to_owned(), Vec::new());
+        }
+        let Some(counters) = shard.keys.get_mut(id) else {
+            unreachable!("inserted above")
+        };
+        align(counters, limits, now_ms);
+        let need = cost.max(1);
+        let full = limits
+            .iter()
+            .zip(counters.iter())
+            .filter(|(l, c)| c.used.saturating_add(need) > l.limit)
+            .map(|(l, c)| usage(l, c, now_ms))
+            .max_by_key(|w| w.reset_ms);
+        if let Some(window) = full {
+            return RateDecision::Limited { window };
+        }
+        RateDecision::Allowed(
+            limits
+                .iter()
+                .zip(counters.iter_mut())
+                .map(|(l, c)| {
+                    c.used += cost;
+                    usage(l, c, now_ms)
+                })
+                .collect(),
+        )
+    }
+
+    /// Gives back `cost` to the windows of key `id` still open at `now_ms`.
+    pub fn release(&self, id: &str, limits: &[RateLimit], cost: u64, now_ms: u64) {
+        let mut shard = self.shard(id);
+        if let Some(counters) = shard.keys.get_mut(id) {
+            for (l, c) in limits.iter().zip(counters.iter_mut()) {
+                if c.window_ms == l.window_ms && c.open_at(now_ms) {
+                    c.used = c.used.saturating_sub(cost);
+                }
+            }
+        }
+    }
+
+    /// Keys with counters (open or not yet swept).
+    pub fn tracked_keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).keys.len())
+            .sum()
+    }
+}
+
+impl Shard {
+    fn sweep(&mut self, now_ms: u64) {
+        if self.keys.len() < self.swept_at_len + SWEEP_EVERY {
+            return;
+        }
+        self.keys
+            .retain(|_, counters| counters.iter().any(|c| c.open_at(now_ms)));
+        self.swept_at_len = self.keys.len();
+    }
+}
+
+/// Makes `counters` match `limits` at `now_ms`: one per window, a changed
+/// window length starts afresh, a closed window reopens empty.
+fn align(counters: &mut Vec<Counter>, limits: &[RateLimit], now_ms: u64) {
+    counters.truncate(limits.len());
+    for (i, l) in limits.iter().enumerate() {
+        let fresh = Counter {
+            window_ms: l.window_ms,
+            opened_ms: now_ms,
+            used: 0,
+        };
+        match counters.get_mut(i) {
+            Some(c) if c.window_ms == l.window_ms && c.open_at(now_ms) => {}
+            Some(c) => *c = fresh,
+            None => counters.push(fresh),
+        }
+    }
+}
+
+fn usage(l: &RateLimit, c: &Counter, now_ms: u64) -> WindowUsage {
+    WindowUsage {
+        name: l.name.clone(),
+        limit: l.limit,
+        remaining: l.limit.saturating_sub(c.used),
+        reset_ms: c
+            .opened_ms
+            .saturating_add(c.window_ms)
+            .saturating_sub(now_ms)
+            .max(1),
+    }
+}
+
+/// Which limiter admitted a request, so a refund goes to the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    Local,
+    Shared,
+}
+
+/// The service's rate limiting: the shared limiter when there is one and
+/// it answers, else the in-process one.
+pub(crate) struct Limiters {
+    pub(crate) local: LocalRateLimiter,
+    shared: Option<Arc<dyn SharedRateLimiter>>,
+    timeout: Duration,
+    /// While `tokio` time (ms since `epoch`) is below this, the shared
+    /// limiter is skipped: it failed recently.
+    skip_until_ms: AtomicU64,
+    epoch: tokio::time::Instant,
+    retry_after_failure: Duration,
+}
+
+impl Limiters {
+    pub(crate) fn new(
+        shared: Option<Arc<dyn SharedRateLimiter>>,
+        timeout: Duration,
+        retry_after_failure: Duration,
+    ) -> Self {
+        Self {
+            local: LocalRateLimiter::default(),
+            shared,
+            timeout,
+            skip_until_ms: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+            retry_after_failure,
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The shared limiter, unless it failed within the last
+    /// `retry_after_failure`.
+    fn usable_shared(&self) -> Option<&Arc<dyn SharedRateLimiter>> {
+        let shared = self.shared.as_ref()?;
+        (self.elapsed_ms() >= self.skip_until_ms.load(Ordering::Relaxed)).then_some(shared)
+    }
+
+    fn shared_failed(&self, shared: &dyn SharedRateLimiter, e: &LimiterError) {
+        let until = self
+            .elapsed_ms()
+            .saturating_add(u64::try_from(self.retry_after_failure.as_millis()).unwrap_or(0));
+        let before = self.skip_until_ms.swap(until, Ordering::Relaxed);
+        if before <= self.elapsed_ms() {
+            tracing::warn!(
+                limiter = shared.name(),
+                error = %e,
+                retry_in_ms = self.retry_after_failure.as_millis() as u64,
+                "shared rate limiter unavailable: limiting per instance until it answers"
+            );
+        }
+    }
+
+    /// True while requests are limited per instance because the shared
+    /// limiter failed.
+    pub(crate) fn degraded(&self) -> bool {
+        self.shared.is_some() && self.usable_shared().is_none()
+    }
+
+    pub(crate) async fn acquire(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        cost: u64,
+        now_ms: u64,
+    ) -> (RateDecision, Admitted) {
+        if let Some(shared) = self.usable_shared() {
+            let result = tokio::time::timeout(self.timeout, shared.acquire(id, limits, cost))
+                .await
+                .unwrap_or_else(|_| Err(LimiterError("timed out".into())));
+            match result {
+                Ok(decision) => return (decision, Admitted::Shared),
+                Err(e) => self.shared_failed(shared.as_ref(), &e),
+            }
+        }
+        (
+            self.local.acquire(id, limits, cost, now_ms),
+            Admitted::Local,
+        )
+    }
+
+    pub(crate) async fn release(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        cost: u64,
+        now_ms: u64,
+        admitted: Admitted,
+    ) {
+        match (admitted, &self.shared) {
+            (Admitted::Shared, Some(shared)) => {
+                // A refund that does not arrive only refuses more, never less.
+                let refund = shared.release(id, limits, cost);
+                if let Ok(Err(e)) = tokio::time::timeout(self.timeout, refund).await {
+                    tracing::debug!(error = %e, "rate-limit refund lost");
+                }
+            }
+            _ => self.local.release(id, limits, cost, now_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Vec<RateLimit> {
+        vec![
+            RateLimit::new("second", 3, Duration::from_secs(1)),
+            RateLimit::new("minute", 5, Duration::from_secs(60)),
+        ]
+    }
+
+    fn allowed(d: &RateDecision) -> bool {
+        matches!(d, RateDecision::Allowed(_))
+    }
+
+    #[test]
+    fn every_window_must_have_room_and_refusals_take_nothing() {
+        let l = LocalRateLimiter::default();
+        let limits = limits();
+        for _ in 0..3 {
+            assert!(allowed(&l.acquire("k", &limits, 1, 0)));
+        }
+        let RateDecision::Limited { window } = l.acquire("k", &limits, 1, 10) else {
+            panic!("the second window is full")
+        };
+        assert_eq!((window.name.as_str(), window.reset_ms), ("second", 990));
+        // One second later the short window reopens: 2 more fit the minute.
+        assert!(allowed(&l.acquire("k", &limits, 2, 1000)));
+        let RateDecision::Limited { window } = l.acquire("k", &limits, 1, 1001) else {
+            panic!("the minute window is full")
+        };
+        assert_eq!((window.name.as_str(), window.remaining), ("minute", 0));
+        // A cost that does not fit takes nothing: a cost of 1 still fits later.
+        assert!(!allowed(&l.acquire("other", &limits, 4, 0)));
+        let RateDecision::Allowed(usage) = l.acquire("other", &limits, 3, 0) else {
+            panic!("nothing was taken by the refused request")
+        };
+        assert_eq!(usage[0].remaining, 0);
+        assert_eq!(usage[1].remaining, 2);
+    }
+
+    #[test]
+    fn release_gives_back_to_open_windows_only() {
+        let l = LocalRateLimiter::default();
+        let limits = limits();
+        assert!(allowed(&l.acquire("k", &limits, 3, 0)));
+        l.release("k", &limits, 3, 5);
+        assert!(allowed(&l.acquire("k", &limits, 3, 6)));
+        // Cost 0 needs room for one but takes nothing.
+        assert!(!allowed(&l.acquire("k", &limits, 0, 7)));
+        assert!(allowed(&l.acquire("k", &limits, 0, 1000)));
+    }
+
+    #[test]
+    fn closed_windows_are_swept() {
+        let l = LocalRateLimiter::default();
+        let limits = vec![RateLimit::new("s", 1, Duration::from_secs(1))];
+        for i in 0..(SHARDS * SWEEP_EVERY * 2) {
+            l.acquire(&format!("{i:032x}"), &limits, 1, (i as u64) * 10);
+        }
+        assert!(
+            l.tracked_keys() < SHARDS * SWEEP_EVERY * 2,
+            "{} keys kept",
+            l.tracked_keys()
+        );
+    }
+}
