@@ -13,12 +13,12 @@
 //! store read per key per `ttl`, never a burst of Argon2 work.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -68,6 +68,8 @@ struct Entry {
     proof: Proof,
     /// On the service's clock, so tests can move it.
     fresh_until: DateTime<Utc>,
+    /// After this the entry is gone: the key must be hashed again.
+    proven_until: DateTime<Utc>,
 }
 
 /// Which of the entity's hashes the presented key was proven against.
@@ -110,9 +112,88 @@ pub(crate) enum Cached {
 
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
-    entries: Cache<String, Entry>,
+    entries: Entries,
     ttl: TimeDelta,
+    proof_ttl: TimeDelta,
     hashing: Mutex<Gates>,
+}
+
+/// Shards of a bounded map from key id to entry, each behind a read-write
+/// lock: a hit is one hash, one read lock and one reference-count
+/// increment. When a shard is full, an insert evicts an arbitrary entry
+/// (only keys that passed a hash check are ever inserted, so clients
+/// cannot flood it; the bound only caps memory).
+struct Entries {
+    shards: Box<[Shard]>,
+    per_shard: usize,
+    hasher: RandomState,
+}
+
+const SHARDS: usize = 16;
+
+type Shard = RwLock<HashMap<Box<str>, Entry>>;
+
+impl Entries {
+    fn new(max_entries: u64) -> Self {
+        let max = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            per_shard: max.div_ceil(SHARDS),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key_id: &str) -> &Shard {
+        // The map hashes again with its own state; this only picks a shard.
+        let h = self.hasher.hash_one(key_id) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    fn get(&self, key_id: &str) -> Option<Entry> {
+        let shard = self.shard(key_id).read().unwrap_or_else(|p| p.into_inner());
+        shard.get(key_id).cloned()
+    }
+
+    fn insert(&self, key_id: &str, entry: Entry) {
+        let mut shard = self
+            .shard(key_id)
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= self.per_shard && !shard.contains_key(key_id) {
+            let evicted = shard.keys().next().cloned();
+            if let Some(victim) = evicted {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(key_id.into(), entry);
+    }
+
+    /// Applies `f` to the entry of `key_id`, if there is one.
+    fn update(&self, key_id: &str, f: impl FnOnce(&mut Entry)) {
+        let mut shard = self
+            .shard(key_id)
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = shard.get_mut(key_id) {
+            f(entry);
+        }
+    }
+
+    fn remove(&self, key_id: &str) {
+        let mut shard = self
+            .shard(key_id)
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        shard.remove(key_id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
 }
 
 /// Held while one request hashes a presented key; others with the same key
@@ -148,11 +229,10 @@ type Gates = HashMap<KeyDigest, (Arc<AsyncMutex<()>>, usize)>;
 impl VerifyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(config.max_entries)
-                .time_to_live(config.proof_ttl.max(config.ttl))
-                .build(),
+            entries: Entries::new(config.max_entries),
             ttl: TimeDelta::from_std(config.ttl).unwrap_or(TimeDelta::MAX),
+            proof_ttl: TimeDelta::from_std(config.proof_ttl.max(config.ttl))
+                .unwrap_or(TimeDelta::MAX),
             hashing: Mutex::new(HashMap::new()),
         }
     }
@@ -188,7 +268,7 @@ impl VerifyCache {
         now: DateTime<Utc>,
     ) -> Option<Cached> {
         let entry = self.entries.get(key_id)?;
-        if !bool::from(entry.digest.ct_eq(digest)) {
+        if !bool::from(entry.digest.ct_eq(digest)) || now >= entry.proven_until {
             return None;
         }
         Some(if now < entry.fresh_until {
@@ -205,52 +285,95 @@ impl VerifyCache {
         proof: Proof,
         now: DateTime<Utc>,
     ) {
+        let until = |d| {
+            now.checked_add_signed(d)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
         let entry = Entry {
             digest,
             entity,
             proof,
-            fresh_until: now
-                .checked_add_signed(self.ttl)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            fresh_until: until(self.ttl),
+            proven_until: until(self.proof_ttl),
         };
-        self.entries.insert(entry.entity.key_id.clone(), entry);
+        let key_id = entry.entity.key_id.clone();
+        self.entries.insert(&key_id, entry);
     }
 
     /// Replaces the entity of a fresh entry, keeping its freshness.
     pub(crate) fn refresh_entity(&self, digest: KeyDigest, entity: Arc<ApiKey>) {
-        if let Some(old) = self.entries.get(entity.key_id.as_str()) {
-            if bool::from(old.digest.ct_eq(&digest)) {
-                let entry = Entry {
-                    digest,
-                    entity,
-                    proof: old.proof,
-                    fresh_until: old.fresh_until,
-                };
-                self.entries.insert(entry.entity.key_id.clone(), entry);
+        let key_id = entity.key_id.clone();
+        self.entries.update(&key_id, |entry| {
+            if bool::from(entry.digest.ct_eq(&digest)) {
+                entry.entity = entity;
             }
-        }
+        });
     }
 
     /// Makes the entry stale, keeping its proof: the next use re-reads the
     /// entity from the store without hashing again.
     pub(crate) fn expire(&self, key_id: &str) {
-        if let Some(old) = self.entries.get(key_id) {
-            let entry = Entry {
-                fresh_until: DateTime::<Utc>::MIN_UTC,
-                ..old
-            };
-            self.entries.insert(key_id.to_owned(), entry);
-        }
+        self.entries
+            .update(key_id, |entry| entry.fresh_until = DateTime::<Utc>::MIN_UTC);
     }
 
     pub(crate) fn invalidate(&self, key_id: &str) {
-        self.entries.invalidate(key_id);
+        self.entries.remove(key_id);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entity::sample_key;
+
+    fn key(key_id: String) -> Arc<ApiKey> {
+        Arc::new(ApiKey {
+            key_id,
+            ..sample_key("H")
+        })
+    }
+
+    #[test]
+    fn entries_are_bounded_and_expire_on_the_service_clock() {
+        let config = CacheConfig {
+            ttl: Duration::from_secs(1),
+            proof_ttl: Duration::from_secs(60),
+            max_entries: 64,
+        };
+        let cache = VerifyCache::new(config);
+        let now = Utc::now();
+        for i in 0..1000 {
+            cache.insert([1; 32], key(format!("{i:016x}")), Proof::Current, now);
+        }
+        assert!(
+            cache.entries.len() <= 64 + SHARDS,
+            "{}",
+            cache.entries.len()
+        );
+        let id = "00000000000003e7"; // the last one inserted stays
+        let at = |s: i64| now + TimeDelta::seconds(s);
+        assert!(matches!(
+            cache.get(id, &[1; 32], now),
+            Some(Cached::Fresh(..))
+        ));
+        assert!(
+            cache.get(id, &[2; 32], now).is_none(),
+            "another key, same id"
+        );
+        assert!(matches!(
+            cache.get(id, &[1; 32], at(1)),
+            Some(Cached::Stale(..))
+        ));
+        assert!(cache.get(id, &[1; 32], at(60)).is_none(), "proof expired");
+        cache.expire(id);
+        assert!(matches!(
+            cache.get(id, &[1; 32], now),
+            Some(Cached::Stale(..))
+        ));
+        cache.invalidate(id);
+        assert!(cache.get(id, &[1; 32], now).is_none());
+    }
 
     #[tokio::test]
     async fn abandoned_waits_leave_no_gate_behind() {

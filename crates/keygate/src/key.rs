@@ -67,12 +67,40 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// Which bytes may appear in a key id (lowercase hex) and in a secret
+/// (ASCII letters and digits): one table look-up per byte, no early exit
+/// (so the loop is branch-free; keys are short).
+const fn byte_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() || matches!(c, b'a'..=b'f') {
+            table[b] |= HEX;
+        }
+        if c.is_ascii_alphanumeric() {
+            table[b] |= ALNUM;
+        }
+        b += 1;
+    }
+    table
+}
+const HEX: u8 = 1;
+const ALNUM: u8 = 2;
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+fn all_in(raw: &str, class: u8) -> bool {
+    raw.bytes()
+        .fold(class, |acc, b| acc & BYTE_CLASSES[b as usize])
+        == class
+}
+
 fn is_key_id(raw: &str) -> bool {
-    raw.len() == KEY_ID_LEN && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    raw.len() == KEY_ID_LEN && all_in(raw, HEX)
 }
 
 fn is_secret(raw: &str) -> bool {
-    !raw.is_empty() && raw.len() <= MAX_SECRET_LEN && raw.bytes().all(|b| b.is_ascii_alphanumeric())
+    !raw.is_empty() && raw.len() <= MAX_SECRET_LEN && all_in(raw, ALNUM)
 }
 
 /// The secret part of a key. Zeroized on drop; `Debug` never shows it.
