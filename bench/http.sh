@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # HTTP benchmark: bare axum vs keygate (and optionally the Python original).
 #
-#   bench/http.sh                 bare axum vs keygate, interleaved rounds
+#   bench/http.sh                 bare axum vs keygate, interleaved rounds: a key
+#                                 without limits, with an in-process rate limit,
+#                                 with credits taken in SQLite; and, when
+#                                 PostgreSQL and Redis answer, the same on
+#                                 PostgreSQL with the rate limit in Redis
 #   bench/http.sh --flood         + valid requests under a flood of wrong secrets
 #   bench/http.sh --keyshield     + keyshield (FastAPI, CachedApiKeyService) on the same route
 #   bench/http.sh --smoke         one short round, to check the script works
 #
-# Env: DURATION (s, default 10), ROUNDS (default 3), CONNS (default 32).
+# Env: DURATION (s, default 10), ROUNDS (default 3), CONNS (default 32),
+#      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
+#      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379).
 # Prints req/s, p50 and p99 per server and the ratios, measured in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,24 +76,65 @@ load() { # url key [seconds]
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
 start bare 18001 MODE=bare
 start keygate 18002 MODE=keygate DATABASE_URL="sqlite://$WORK/keygate.db"
 BARE_KEY=$(cat "$WORK/bare.key") KG_KEY=$(cat "$WORK/keygate.key")
+
+# label url key-file: what each round loads, in order.
+TARGETS=(
+  "bare 18001 bare.key"
+  "unlimited 18002 keygate.key"
+  "rate_local 18002 keygate.key.limited"
+  "credits_sqlite 18002 keygate.key.metered"
+)
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+BENCH_REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+if port_open 127.0.0.1 5432 && port_open 127.0.0.1 6379 && command -v psql >/dev/null; then
+  psql "$PG_URL" -q -c 'DROP SCHEMA IF EXISTS keygate_bench CASCADE; CREATE SCHEMA keygate_bench' >/dev/null
+  start keygate_pg 18004 MODE=keygate REDIS_URL="$BENCH_REDIS_URL" \
+    DATABASE_URL="$PG_URL?options=-c%20search_path%3Dkeygate_bench"
+  TARGETS+=(
+    "pg_unlimited 18004 keygate_pg.key"
+    "rate_redis 18004 keygate_pg.key.limited"
+    "credits_pg 18004 keygate_pg.key.metered"
+  )
+else
+  echo "PostgreSQL (5432) or Redis (6379) not answering: skipping the PostgreSQL/Redis rows" >&2
+fi
+
 # Warm-up: the first verify of a key pays its Argon2 hash; later ones hit the cache.
-load http://127.0.0.1:18002/protected "$KG_KEY" 1 >/dev/null
-load http://127.0.0.1:18001/protected "$BARE_KEY" 1 >/dev/null
+for t in "${TARGETS[@]}"; do
+  read -r label port file <<<"$t"
+  load "http://127.0.0.1:$port/protected" "$(cat "$WORK/$file")" 1 >/dev/null
+done
 echo "keygate idle RSS: $(rss_kb "$PID_keygate") kB"
 
-printf '\n%-8s %-10s %10s %10s %10s\n' round server req/s p50_ms p99_ms
-sum_bare=0 sum_kg=0
+declare -A SUM P50 P99
+printf '\n%-8s %-15s %10s %10s %10s\n' round target req/s p50_ms p99_ms
 for r in $(seq 1 "$ROUNDS"); do
-  read -r rps p50 p99 < <(load http://127.0.0.1:18001/protected "$BARE_KEY")
-  printf '%-8s %-10s %10s %10s %10s\n' "$r" bare "$rps" "$p50" "$p99"; sum_bare=$((sum_bare + rps))
-  read -r rps p50 p99 < <(load http://127.0.0.1:18002/protected "$KG_KEY")
-  printf '%-8s %-10s %10s %10s %10s\n' "$r" keygate "$rps" "$p50" "$p99"; sum_kg=$((sum_kg + rps))
+  for t in "${TARGETS[@]}"; do
+    read -r label port file <<<"$t"
+    read -r rps p50 p99 < <(load "http://127.0.0.1:$port/protected" "$(cat "$WORK/$file")")
+    printf '%-8s %-15s %10s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
+    SUM[$label]=$(( ${SUM[$label]:-0} + rps )) P50[$label]=$p50 P99[$label]=$p99
+  done
 done
 echo "keygate RSS after load: $(rss_kb "$PID_keygate") kB"
-awk -v a="$sum_bare" -v b="$sum_kg" 'BEGIN { printf "\nkeygate/bare req/s ratio: %.3f (goal >= 0.90)\n", b/a }'
+
+ratio() { # label baseline goal what
+  [ -n "${SUM[$1]:-}" ] && [ -n "${SUM[$2]:-}" ] || return 0
+  awk -v a="${SUM[$2]}" -v b="${SUM[$1]}" -v g="$3" -v w="$4" -v p50="${P50[$1]}" -v p99="${P99[$1]}" \
+    'BEGIN { printf "%-44s %.3f (goal >= %s; last round p50 %s ms, p99 %s ms)\n", w, b/a, g, p50, p99 }'
+}
+echo
+echo "req/s ratios, summed over the rounds of this run:"
+ratio unlimited bare 0.95 "key without limits / bare axum"
+ratio rate_local bare 0.90 "in-process rate limit / bare axum"
+ratio rate_redis pg_unlimited 0.50 "Redis rate limit / unlimited key (PG)"
+ratio credits_sqlite unlimited 0.25 "credits in SQLite / unlimited key"
+ratio credits_pg pg_unlimited 0.25 "credits in PostgreSQL / unlimited key (PG)"
 
 if [ "$FLOOD" = 1 ]; then
   # Wrong secrets for the real key id: every one costs an Argon2 hash.

@@ -3,18 +3,26 @@
 //!
 //! `MODE=bare`: `GET /protected` compares the bearer token with a constant.
 //! `MODE=keygate`: the same route behind `RequireScopes(["write"])`, a real
-//! SQLite store and the service's defaults (Argon2id, cache on).
-//! Both answer the same JSON. The key is written to `KEY_FILE`.
+//! store (`DATABASE_URL`, SQLite by default) and the service's defaults
+//! (Argon2id, cache on). Both answer the same JSON. The key is written to
+//! `KEY_FILE`; keygate also writes a key with a rate limit that is never
+//! reached to `KEY_FILE.limited` (counted in process, or in Redis when
+//! `REDIS_URL` is set) and one with credits that never run out to
+//! `KEY_FILE.metered` (taken in the store on every request).
 //!
 //! `MODE=keygate PORT=18002 KEY_FILE=/tmp/k DATABASE_URL=sqlite://target/bench.db cargo run --release --example bench_server`
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::{ApiKeyService, HashAlgorithm, NewApiKey, Pepper};
+use keygate::{
+    ApiKeyService, Credits, HashAlgorithm, NewApiKey, Pepper, RateLimit, MAX_CREDITS,
+    MAX_WINDOW_LIMIT,
+};
 use keygate_axum::{RequireScopes, VerifiedKey};
 use keygate_sqlx::SqlRepository;
 use serde_json::json;
@@ -37,14 +45,24 @@ async fn keygate_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error
         "hmac" => HashAlgorithm::HmacSha256,
         _ => HashAlgorithm::default(),
     };
-    let service = ApiKeyService::builder(repo)
+    let mut builder = ApiKeyService::builder(repo)
         .pepper(Pepper::new("bench-pepper")?)
-        .algorithm(algorithm)
-        .build()?;
-    let (_, key) = service
-        .create(NewApiKey::named("bench").with_scopes(["write"]))
-        .await?;
+        .algorithm(algorithm);
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let limiter = keygate_redis::RedisRateLimiter::connect(&url).await?;
+        builder = builder.shared_rate_limiter(Arc::new(limiter));
+    }
+    let service = builder.build()?;
+    let bench = || NewApiKey::named("bench").with_scopes(["write"]);
+    let (_, key) = service.create(bench()).await?;
     std::fs::write(key_file, key.expose())?;
+    let never_reached = RateLimit::new("bench", MAX_WINDOW_LIMIT, Duration::from_secs(86_400));
+    let (_, limited) = service.create(bench().rate_limited(never_reached)).await?;
+    std::fs::write(format!("{key_file}.limited"), limited.expose())?;
+    let (_, metered) = service
+        .create(bench().with_credits(Credits::new(MAX_CREDITS)))
+        .await?;
+    std::fs::write(format!("{key_file}.metered"), metered.expose())?;
     Ok(Router::new()
         .route("/protected", get(protected))
         .route_layer(RequireScopes::new(service, ["write"])))

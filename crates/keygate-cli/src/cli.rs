@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use keygate::Meta;
+use keygate::{Meta, RateLimit, RefillInterval, MAX_CREDITS, MAX_WINDOW_LIMIT};
 
 const AFTER_HELP: &str = "\
 Getting started:
@@ -24,6 +24,13 @@ Everyday use:
   keygate create --name acme --owner-id team-7 --meta '{\"plan\":\"pro\"}'
   keygate search --owner-id team-7                       # every key of one owner
 
+Usage limits:
+  keygate create --name metered --rate-limit burst=10/1s --rate-limit hourly=1000/1h
+  keygate create --name trial --credits 1000 --refill 1000/daily
+  keygate credits ID --add 500                           # atomic, also while in use
+  keygate update ID --clear-rate-limits --clear-credits  # unlimited again
+  keygate search --credits-below 100                     # keys running out
+
 A leaked key, traced and replaced:
   keygate get ak_v1-7a74caa323a5410d-…                   # its entity (only the key id is used)
   printf %s \"$LEAKED\" | keygate get -                    # the same, out of shell history
@@ -40,8 +47,8 @@ Output: tables for people (colour only on a terminal, never with NO_COLOR);
 `create` and `rotate` (and by `generate`, whose key is stored nowhere); a hash
 never.
 
-Audit: every change (create, update, delete, activate, deactivate, rotate) is
-recorded with its actor (`--actor`, default `cli`); `keygate events` shows
+Audit: every change (create, update, delete, activate, deactivate, rotate,
+credits) is recorded with its actor (`--actor`, default `cli`); `keygate events` shows
 the log.
 
 Admin keys: `deactivate`, `delete`, and `update` with --inactive or with
@@ -97,7 +104,7 @@ pub struct GlobalArgs {
     ///
     /// Entities are printed as in the HTTP API (`id, key_id, name, description,
     /// is_active, created_at, last_used_at, expires_at, scopes, owner_id, meta,
-    /// previous_secret_expires_at`; RFC 3339 UTC timestamps, `null` when
+    /// previous_secret_expires_at, rate_limits, credits`; RFC 3339 UTC timestamps, `null` when
     /// absent); `create` and `rotate` print `{"api_key", "entity"}`, `search`
     /// and `events` print `{"items", "total", "limit", "offset"}`. Errors
     /// still go to stderr as one line.
@@ -173,6 +180,15 @@ pub enum Command {
     /// refused; without, it is refused at once. Rotating again ends any
     /// earlier grace at once.
     Rotate(RotateArgs),
+    /// Add to or set a key's remaining credits, atomically
+    ///
+    /// `--add N` adds N (a negative N takes away, never below 0) to a key
+    /// that has credits; `--set N` makes N remain (a refill, if the key has
+    /// one, is kept; a key without credits gets N, without refill). Either
+    /// is applied in the store in one step, so requests using credits at
+    /// the same time lose none of theirs and none of these. Recorded in the
+    /// audit log as an update.
+    Credits(CreditsArgs),
     /// Show the audit log: every change to keys, with who made it
     ///
     /// With ID, that key's events, oldest first (also for a deleted key);
@@ -244,6 +260,33 @@ pub struct CreateArgs {
     /// (at most 8 KiB); it is returned with the key, also on verify.
     #[arg(long, value_name = "JSON", value_parser = parse_meta)]
     pub meta: Option<Meta>,
+    /// A rate-limit window, NAME=LIMIT/WINDOW, e.g. burst=10/1s (repeatable)
+    ///
+    /// At most LIMIT requests per WINDOW: `--rate-limit burst=10/1s
+    /// --rate-limit hourly=1000/1h`. A request must fit in every window of
+    /// the key, else it is refused (HTTP 429 with Retry-After). WINDOW is
+    /// 1s to 1d: a number with a unit (`s`, `m`, `h`, `d`, combinable as
+    /// `1h30m`) or a plain number of seconds. NAME is like a scope (`^[a-z][a-z0-9:_-]*$`)
+    /// and unique per key; at most 8 windows. `keygate serve` counts each
+    /// window per instance unless the instances share Redis (`serve
+    /// --redis-url`).
+    #[arg(long = "rate-limit", value_name = "NAME=LIMIT/WINDOW", value_parser = parse_rate_limit)]
+    pub rate_limits: Vec<RateLimit>,
+    /// Usage credits: each verification takes one (or its cost); none left → refused
+    ///
+    /// 0 to 10^15. When they are used up, verifications are refused (HTTP
+    /// 429 `API key usage exceeded`) until a refill (`--refill`) or
+    /// `keygate credits ID --add N`.
+    #[arg(long, value_name = "N", value_parser = credits_value(), allow_negative_numbers = true)]
+    pub credits: Option<u64>,
+    /// Refill the credits to N at the start of every hour, day or month (UTC)
+    ///
+    /// `N/hourly`, `N/daily` or `N/monthly`, e.g. `--refill 1000/daily`:
+    /// at each midnight UTC the remaining credits become 1000 (unused ones
+    /// do not carry over). The first refill is at the next boundary.
+    /// Requires --credits (the balance until then).
+    #[arg(long, value_name = "N/INTERVAL", value_parser = parse_refill, requires = "credits")]
+    pub refill: Option<Refill>,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +389,46 @@ pub struct UpdateArgs {
     /// Remove the application data
     #[arg(long, group = "change")]
     pub clear_meta: bool,
+    /// Replace the rate-limit windows: NAME=LIMIT/WINDOW, e.g. burst=10/1s (repeatable)
+    ///
+    /// The windows given replace all of the key's windows (give every one
+    /// you want to keep). Same syntax as `create --rate-limit`: WINDOW is 1s
+    /// to 1d (`30s`, `5m`, `1h`, `1d`, or a plain number of seconds).
+    #[arg(
+        long = "rate-limit",
+        value_name = "NAME=LIMIT/WINDOW",
+        value_parser = parse_rate_limit,
+        conflicts_with = "clear_rate_limits",
+        group = "change"
+    )]
+    pub rate_limits: Vec<RateLimit>,
+    /// Remove every rate-limit window: no rate limit
+    #[arg(long, group = "change")]
+    pub clear_rate_limits: bool,
+    /// Replace the credits: N remain, and the refill is only what --refill says
+    ///
+    /// Replaces the whole credit setting: without `--refill`, a refill the
+    /// key had is removed. To change only the balance and keep the refill,
+    /// use `keygate credits ID --set N` (or `--add N`), which is also
+    /// atomic against requests using credits at the same time.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = credits_value(),
+        allow_negative_numbers = true,
+        conflicts_with = "clear_credits",
+        group = "change"
+    )]
+    pub credits: Option<u64>,
+    /// With --credits: refill to N at the start of every hour, day or month (UTC)
+    ///
+    /// `N/hourly`, `N/daily` or `N/monthly`. Requires --credits, since the
+    /// credits are replaced as a whole.
+    #[arg(long, value_name = "N/INTERVAL", value_parser = parse_refill, requires = "credits")]
+    pub refill: Option<Refill>,
+    /// Remove the credits: usage becomes unlimited
+    #[arg(long, group = "change")]
+    pub clear_credits: bool,
     /// Go ahead even if this takes the last active admin key out of service
     ///
     /// Without it, `--inactive`, or `--scopes` without `keygate:admin`, on
@@ -373,6 +456,35 @@ pub struct RotateArgs {
         value_parser = parse_grace
     )]
     pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(group = ArgGroup::new("how").required(true))]
+pub struct CreditsArgs {
+    /// The key's entity id (32 hex characters) or key id (16 hex characters)
+    #[arg(value_name = "ID_OR_KEY_ID")]
+    pub id: String,
+    /// Add N credits; a negative N takes them away (never below 0)
+    ///
+    /// The key must have credits: for a key with unlimited use, give it
+    /// some with `--set N`.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = credits_delta(),
+        group = "how"
+    )]
+    pub add: Option<i64>,
+    /// Make exactly N credits remain (0 to 10^15); a refill is kept
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = credits_value(),
+        allow_negative_numbers = true,
+        group = "how"
+    )]
+    pub set: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -479,6 +591,29 @@ pub struct FilterArgs {
     /// Last used strictly after this time (RFC 3339)
     #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
     pub last_used_after: Option<DateTime<Utc>>,
+    /// Only keys with credits (metered use)
+    #[arg(long, conflicts_with = "no_credits", help_heading = "Filters")]
+    pub has_credits: bool,
+    /// Only keys without credits (unlimited use)
+    #[arg(long, help_heading = "Filters")]
+    pub no_credits: bool,
+    /// Only keys with fewer than N credits remaining (keys without credits never match)
+    ///
+    /// Counts the stored balance: a refill that is due but not yet applied
+    /// by a use is not counted.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        help_heading = "Filters"
+    )]
+    pub credits_below: Option<u64>,
+    /// Only keys with at least one rate-limit window
+    #[arg(long, conflicts_with = "no_rate_limits", help_heading = "Filters")]
+    pub has_rate_limits: bool,
+    /// Only keys without rate limits
+    #[arg(long, help_heading = "Filters")]
+    pub no_rate_limits: bool,
 }
 
 #[derive(Debug, Args)]
@@ -587,6 +722,18 @@ pub struct ServeArgs {
     /// the open-file limit (e.g. systemd's LimitNOFILE) to serve more.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
+    /// Redis shared by every instance for rate-limit counters, e.g. redis://127.0.0.1:6379
+    ///
+    /// Without it, each `keygate serve` counts rate-limit windows on its
+    /// own: exact per instance, so N instances admit up to N times a
+    /// window's limit. With it, the windows hold across all instances that
+    /// use the same Redis. If Redis does not answer (at start or later),
+    /// the instance counts on its own until it answers again, with a
+    /// warning; nothing is let through unchecked. Credits need no Redis:
+    /// they are taken in the database. `redis://[:PASSWORD@]HOST[:PORT][/DB]`
+    /// or `rediss://` for TLS; the password is never logged.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub redis_url: Option<String>,
     /// Log format on stderr
     ///
     /// The level comes from RUST_LOG (default `info`). Logs never contain a
@@ -626,6 +773,93 @@ fn parse_actor(raw: &str) -> Result<String, String> {
         return Err("must not contain control characters".to_owned());
     }
     Ok(raw.to_owned())
+}
+
+/// A refill of `--refill N/INTERVAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refill {
+    pub amount: u64,
+    pub interval: RefillInterval,
+}
+
+/// `--credits N` and `credits --set N`: 0 to 10^15.
+fn credits_value() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=MAX_CREDITS)
+}
+
+/// `credits --add N`: ±10^15.
+fn credits_delta() -> clap::builder::RangedI64ValueParser<i64> {
+    let max = i64::try_from(MAX_CREDITS).unwrap_or(i64::MAX);
+    clap::value_parser!(i64).range(-max..=max)
+}
+
+/// `NAME=LIMIT/WINDOW`, e.g. `burst=10/1s`, `hourly=1000/1h`, `api=100/60`.
+fn parse_rate_limit(raw: &str) -> Result<RateLimit, String> {
+    const HINT: &str = "expected NAME=LIMIT/WINDOW such as burst=10/1s or hourly=1000/1h";
+    let Some((name, rest)) = raw.split_once('=') else {
+        return Err(format!("{HINT} (no '=' after the window's name)"));
+    };
+    let Some((limit, window)) = rest.split_once('/') else {
+        return Err(format!("{HINT} (no '/' between the limit and the window)"));
+    };
+    if name.is_empty() {
+        return Err(format!("{HINT} (the window's name is missing)"));
+    }
+    if !keygate::is_valid_scope(name) {
+        return Err(format!(
+            "window name {name:?} must start with a lowercase letter, then lowercase letters, digits, ':', '_' or '-'"
+        ));
+    }
+    let limit: u64 = limit.parse().map_err(|_| {
+        format!("limit {limit:?} must be a whole number from 1 to {MAX_WINDOW_LIMIT}")
+    })?;
+    if !(1..=MAX_WINDOW_LIMIT).contains(&limit) {
+        return Err(format!(
+            "limit {limit} must be a whole number from 1 to {MAX_WINDOW_LIMIT}"
+        ));
+    }
+    let window = parse_window(window)?;
+    Ok(RateLimit::new(name, limit, window))
+}
+
+/// A rate-limit window: 1 s to 1 day, as a duration (`90s`, `5m`, `1h`,
+/// `1d`, `1h30m`) or a plain number of seconds.
+fn parse_window(raw: &str) -> Result<Duration, String> {
+    const RANGE: &str = "must be 1s to 1d";
+    let text = raw.trim();
+    let window = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("window {raw:?} {RANGE}"))?
+    } else {
+        parse_duration(text).map_err(|_| {
+            format!("window {raw:?} is not a duration: expected e.g. 1s, 60s, 5m, 1h, 1d or a number of seconds")
+        })?
+    };
+    let ms = window.as_millis();
+    if ms < u128::from(keygate::MIN_WINDOW_MS) || ms > u128::from(keygate::MAX_WINDOW_MS) {
+        return Err(format!("window {raw:?} {RANGE}"));
+    }
+    Ok(window)
+}
+
+/// `N/hourly`, `N/daily` or `N/monthly`.
+fn parse_refill(raw: &str) -> Result<Refill, String> {
+    const HINT: &str = "expected N/hourly, N/daily or N/monthly, e.g. 1000/daily";
+    let Some((amount, interval)) = raw.split_once('/') else {
+        return Err(HINT.to_owned());
+    };
+    let amount: u64 = amount
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_CREDITS).contains(n))
+        .ok_or_else(|| {
+            format!("refill amount {amount:?} must be a whole number from 1 to {MAX_CREDITS}")
+        })?;
+    let interval = interval.parse::<RefillInterval>().map_err(|_| {
+        format!("refill interval {interval:?} is not one of hourly, daily, monthly")
+    })?;
+    Ok(Refill { amount, interval })
 }
 
 fn parse_meta(raw: &str) -> Result<Meta, String> {
@@ -718,6 +952,68 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_limits() {
+        let ok = |s: &str| {
+            let l = parse_rate_limit(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            (l.name, l.limit, l.window_ms)
+        };
+        assert_eq!(ok("burst=10/1s"), ("burst".into(), 10, 1_000));
+        assert_eq!(ok("api:x=100/60s"), ("api:x".into(), 100, 60_000));
+        assert_eq!(ok("m=100/60"), ("m".into(), 100, 60_000));
+        assert_eq!(ok("m=5/5m"), ("m".into(), 5, 300_000));
+        assert_eq!(ok("h=1/1h30m"), ("h".into(), 1, 5_400_000));
+        assert_eq!(
+            ok("d=1000000000/1d"),
+            ("d".into(), 1_000_000_000, 86_400_000)
+        );
+        for (bad, says) in [
+            ("burst", "no '='"),
+            ("burst=10", "no '/'"),
+            ("=10/1s", "name is missing"),
+            ("Burst=10/1s", "lowercase letter"),
+            ("b=0/1s", "limit 0"),
+            ("b=-1/1s", "limit \"-1\""),
+            ("b=1000000001/1s", "1 to 1000000000"),
+            ("b=ten/1s", "whole number"),
+            ("b=10/0", "1s to 1d"),
+            ("b=10/0s", "1s to 1d"),
+            ("b=10/1d1s", "1s to 1d"),
+            ("b=10/2d", "1s to 1d"),
+            ("b=10/500ms", "not a duration"),
+            ("b=10/1x", "not a duration"),
+            ("b=10/", "not a duration"),
+        ] {
+            let err = parse_rate_limit(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn refills() {
+        assert_eq!(
+            parse_refill("1000/daily"),
+            Ok(Refill {
+                amount: 1000,
+                interval: RefillInterval::Daily
+            })
+        );
+        assert_eq!(
+            parse_refill("5/monthly").map(|r| r.interval),
+            Ok(RefillInterval::Monthly)
+        );
+        for bad in [
+            "1000",
+            "0/daily",
+            "x/daily",
+            "10/weekly",
+            "10/Daily",
+            "/daily",
+        ] {
+            assert!(parse_refill(bad).is_err(), "{bad}");
         }
     }
 

@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Activate(args) => keys::activate(&service, args).await,
         Command::Deactivate(args) => keys::deactivate(&service, args).await,
         Command::Rotate(args) => keys::rotate(&service, args).await,
+        Command::Credits(args) => keys::change_credits(&service, args).await,
         Command::Events(args) => {
             // Given on the command line, `--actor` is a filter here.
             let actor = global.actor_on_command_line.then(|| global.actor.clone());

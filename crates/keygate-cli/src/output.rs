@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, SecondsFormat, Utc};
-use keygate::{ApiKey, AuditEvent, PlainKey, Secret};
+use keygate::{ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret};
 use serde_json::{json, Value};
 
 use crate::table::{sanitize, Cell, Table};
@@ -259,6 +259,8 @@ fn entity_view(e: &ApiKey) -> String {
             .map_or_else(|| "-".to_owned(), |m| Value::Object(m.clone()).to_string())
             .into(),
     ]);
+    t.row(vec![label("rate_limits"), rate_limits_detail(e).into()]);
+    t.row(vec![label("credits"), credits_detail(e)]);
     if let Some(until) = running_grace(e) {
         t.row(vec![
             label("previous_secret_expires_at"),
@@ -288,6 +290,7 @@ fn keys_table(items: &[ApiKey]) -> String {
         "CREATED",
         "LAST USED",
         "EXPIRES",
+        "LIMITS",
     ]);
     for e in items {
         t.row(vec![
@@ -300,6 +303,7 @@ fn keys_table(items: &[ApiKey]) -> String {
             time(Some(e.created_at), "-").into(),
             time(e.last_used_at, "never").into(),
             expiry_cell(e),
+            short(&limits_summary(e), LIMITS_WIDTH).into(),
         ]);
     }
     t.render()
@@ -309,6 +313,94 @@ fn keys_table(items: &[ApiKey]) -> String {
 const OWNER_WIDTH: usize = 24;
 /// Widest old or new value shown in the events table (JSON has them whole).
 const VALUE_WIDTH: usize = 40;
+/// Widest limits summary shown in the list table (the detail view shows all).
+const LIMITS_WIDTH: usize = 32;
+
+/// A window length the way `--rate-limit` accepts it, in the largest unit
+/// that divides it: `1s`, `90s`, `5m`, `1h`, `1d` (`1500ms` off the grid).
+fn window(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// `10/1s`: one window without its name.
+fn window_short(l: &RateLimit) -> String {
+    format!("{}/{}", l.limit, window(l.window_ms))
+}
+
+/// The credits as they stand now (a due refill applied, as in the JSON).
+fn credits_now(e: &ApiKey) -> Option<Credits> {
+    e.credits.as_ref().map(|c| c.at(Utc::now()))
+}
+
+/// The list table's LIMITS column: `10/1s, 100/1m, 950 cr (daily)`, or `-`.
+fn limits_summary(e: &ApiKey) -> String {
+    let mut parts: Vec<String> = e.rate_limits.iter().flatten().map(window_short).collect();
+    if let Some(c) = credits_now(e) {
+        parts.push(credits_short(&c));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `950 cr`, or `950 cr (daily)` with a refill.
+fn credits_short(c: &Credits) -> String {
+    match c.refill() {
+        Some((_, interval)) => format!("{} cr ({})", c.remaining, interval.as_str()),
+        None => format!("{} cr", c.remaining),
+    }
+}
+
+/// `burst 10/1s, hourly 1000/1h`.
+fn named_windows(limits: &[RateLimit]) -> String {
+    limits
+        .iter()
+        .map(|l| format!("{} {}", l.name, window_short(l)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The detail view's rate limits: `burst 10/1s, hourly 1000/1h`.
+fn rate_limits_detail(e: &ApiKey) -> String {
+    match e.rate_limits.as_deref() {
+        None | Some([]) => "none".to_owned(),
+        Some(limits) => named_windows(limits),
+    }
+}
+
+/// The detail view's credits: `950 remaining, refilled to 1000 daily (next
+/// 2030-01-02T00:00:00Z)`, red when none remain.
+fn credits_detail(e: &ApiKey) -> Cell {
+    let now = Utc::now();
+    let Some(c) = credits_now(e) else {
+        return "unlimited".into();
+    };
+    let mut text = format!("{} remaining", c.remaining);
+    if let Some((amount, interval)) = c.refill() {
+        text.push_str(&format!(
+            ", refilled to {amount} {} (next {})",
+            interval.as_str(),
+            time(c.next_refill(now), "-")
+        ));
+    }
+    if c.remaining == 0 {
+        Cell::styled(text, Style::new().fg_color(Some(AnsiColor::Red.into())))
+    } else {
+        text.into()
+    }
+}
 
 /// `text` cut to `max` characters, with `…` when cut.
 fn short(text: &str, max: usize) -> String {
@@ -368,6 +460,19 @@ fn change_value(field: &str, value: &Value) -> String {
         Value::String(s) if field.ends_with("_at") => DateTime::parse_from_rfc3339(s)
             .map_or_else(|_| s.clone(), |t| time(Some(t.with_timezone(&Utc)), "-")),
         Value::String(s) => s.clone(),
+        // As stored at the time (a refill due then is not applied here).
+        Value::Object(_) if field == "credits" => {
+            match serde_json::from_value::<Credits>(value.clone()) {
+                Ok(c) => credits_short(&c),
+                Err(_) => value.to_string(),
+            }
+        }
+        Value::Array(_) if field == "rate_limits" => {
+            match serde_json::from_value::<Vec<RateLimit>>(value.clone()) {
+                Ok(limits) => named_windows(&limits),
+                Err(_) => value.to_string(),
+            }
+        }
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => items
             .iter()
             .filter_map(Value::as_str)
@@ -397,6 +502,8 @@ mod tests {
             owner_id: Some("team-7".into()),
             meta: Some(json!({"plan": "pro"}).as_object().unwrap().clone()),
             previous_secret_expires_at: Some(Utc::now() + chrono::TimeDelta::hours(1)),
+            rate_limits: None,
+            credits: None,
             previous_key_hash: Some("$argon2id$OLDHASH".into()),
             key_hash: "$argon2id$HASH".into(),
             key_secret_first: "QQQQ".into(),
@@ -467,6 +574,90 @@ mod tests {
         assert!(!text.contains("previous_secret"), "grace over: {text}");
     }
 
+    /// `text` without its colour codes, as a pipe gets it.
+    fn plain(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut stream = anstream::StripStream::new(&mut out);
+        stream.write_all(text.as_bytes()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn limits_show_in_the_view_the_table_and_the_json() {
+        let mut k = key();
+        let unlimited = plain(
+            &Report::Entity {
+                headline: None,
+                entity: k.clone(),
+            }
+            .render(false),
+        );
+        let line = |text: &str, label: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{label} ")))
+                .unwrap_or_else(|| panic!("no {label}: {text}"))
+                .to_owned()
+        };
+        assert!(line(&unlimited, "rate_limits").ends_with(" none"));
+        assert!(line(&unlimited, "credits").ends_with(" unlimited"));
+        assert!(plain(&Report::List(vec![k.clone()]).render(false))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("  -"));
+
+        k.rate_limits = Some(vec![
+            RateLimit::new("burst", 10, std::time::Duration::from_secs(1)),
+            RateLimit::new("minute", 100, std::time::Duration::from_secs(60)),
+            RateLimit::new("odd", 7, std::time::Duration::from_millis(1500)),
+        ]);
+        k.credits = Some(
+            Credits::new(950)
+                .refilled(1000, keygate::RefillInterval::Daily)
+                .configured_at(Utc::now()),
+        );
+        let view = plain(
+            &Report::Entity {
+                headline: None,
+                entity: k.clone(),
+            }
+            .render(false),
+        );
+        assert!(line(&view, "rate_limits").ends_with(" burst 10/1s, minute 100/1m, odd 7/1500ms"));
+        assert!(line(&view, "credits").contains(" 950 remaining, refilled to 1000 daily (next "));
+        let table = plain(&Report::List(vec![k.clone()]).render(false));
+        assert!(table.lines().next().unwrap().ends_with("LIMITS"), "{table}");
+        assert!(
+            table.contains("10/1s, 100/1m, 7/1500ms, 950 cr…"),
+            "{table}"
+        );
+
+        k.rate_limits = None;
+        let table = plain(&Report::List(vec![k.clone()]).render(false));
+        assert!(table.contains("950 cr (daily)"), "{table}");
+
+        let v: Value = serde_json::from_str(&Report::List(vec![k]).render(true)).unwrap();
+        assert_eq!(v[0]["credits"]["remaining"], 950);
+        assert_eq!(v[0]["credits"]["refill_interval"], "daily");
+        assert_eq!(v[0]["rate_limits"], Value::Null);
+    }
+
+    #[test]
+    fn windows_are_shown_in_their_largest_whole_unit() {
+        for (ms, text) in [
+            (1_000, "1s"),
+            (90_000, "90s"),
+            (60_000, "1m"),
+            (300_000, "5m"),
+            (5_400_000, "90m"),
+            (3_600_000, "1h"),
+            (86_400_000, "1d"),
+            (1_500, "1500ms"),
+        ] {
+            assert_eq!(window(ms), text);
+        }
+    }
+
     #[test]
     fn changes_are_summarised_field_by_field() {
         let changes = json!({
@@ -476,6 +667,11 @@ mod tests {
             "scopes": [["read"], ["read", "write"]],
             "secret": ["(hidden)", "(hidden)"],
             "name": ["a", "x".repeat(100)],
+            "rate_limits": [null, [{"name": "burst", "limit": 10, "window_ms": 1000}]],
+            "credits": [
+                {"remaining": 5, "refill_amount": null, "refill_interval": null, "last_refill_at": null},
+                {"remaining": 1000, "refill_amount": 1000, "refill_interval": "daily", "last_refill_at": "2030-01-01T00:00:00Z"}
+            ],
         });
         let text = changes_summary(changes.as_object().unwrap());
         for part in [
@@ -485,6 +681,8 @@ mod tests {
             "scopes: read → read,write",
             "secret: replaced",
             "…",
+            "rate_limits: - → burst 10/1s",
+            "credits: 5 cr → 1000 cr (daily)",
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }

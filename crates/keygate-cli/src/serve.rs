@@ -7,6 +7,7 @@ mod io;
 mod limits;
 mod server;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::{ApiKeyService, PEPPER_ENV};
+use keygate::{ApiKeyService, ServiceBuilder, PEPPER_ENV};
 use keygate_axum::AppConfig;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -48,8 +49,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     let repo = store::open_repository(global).await?;
     tracing::info!(database = %store::redact(&global.database_url), "database ready (migrations applied)");
     // Verification cache on, last_used_at coalesced: the library defaults.
-    let service = ApiKeyService::builder(repo.clone())
-        .pepper(pepper)
+    let builder = ApiKeyService::builder(repo.clone()).pepper(pepper);
+    let service = with_rate_limiter(builder, args.redis_url.as_deref())
+        .await?
         .build()?;
 
     let app = router(service.clone());
@@ -96,6 +98,76 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     let written = flushed.context("cannot write pending last_used_at values")?;
     tracing::info!(written, "pending last_used_at values written; bye");
     Ok(())
+}
+
+/// Rate-limit counters: shared through Redis with `--redis-url`, else in
+/// this process. Says which at start (never the URL's password).
+async fn with_rate_limiter(
+    builder: ServiceBuilder,
+    redis_url: Option<&str>,
+) -> Result<ServiceBuilder> {
+    let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) else {
+        tracing::info!(
+            rate_limits = "per instance",
+            "rate limits are counted in this process (no --redis-url): exact for this instance; \
+             instances sharing the database each admit up to a window's limit (credits are shared)"
+        );
+        return Ok(builder);
+    };
+    let shown = redact_redis(url);
+    let limiter = keygate_redis::RedisRateLimiter::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot use --redis-url: {}", scrub(&e.to_string(), url)))?;
+    match limiter.ping().await {
+        Ok(()) => tracing::info!(
+            rate_limits = "shared",
+            redis = %shown,
+            "rate limits are shared through Redis by every instance using it"
+        ),
+        Err(e) => tracing::warn!(
+            rate_limits = "per instance until Redis answers",
+            redis = %shown,
+            error = %scrub(&e.to_string(), url),
+            "Redis does not answer yet: rate limits are counted per instance until it does"
+        ),
+    }
+    Ok(builder.shared_rate_limiter(Arc::new(limiter)))
+}
+
+/// A Redis URL for logs: any user info and query (where a password can be)
+/// masked, e.g. `redis://***@cache:6379/0`.
+fn redact_redis(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(unparsable URL)".to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?***"),
+        None => (rest, ""),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{host}{path}{query}")
+}
+
+/// `text` with the password of `url`, if it has one, replaced: error
+/// messages of other crates may quote the URL.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_redis(url));
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo);
+    if let Some(userinfo) = userinfo {
+        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        if !password.is_empty() {
+            out = out.replace(password, "***");
+        }
+    }
+    out
 }
 
 fn router(service: ApiKeyService) -> Router {
@@ -185,5 +257,35 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("Ctrl-C received: finishing in-flight requests");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact_redis, scrub};
+
+    #[test]
+    fn redis_passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_redis("redis://:s3cret@cache:6379/0"),
+            "redis://***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_redis("rediss://app:s3cret@cache"),
+            "rediss://***@cache"
+        );
+        assert_eq!(
+            redact_redis("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_redis("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?***"
+        );
+        assert_eq!(redact_redis("s3cret"), "(unparsable URL)");
+        let url = "redis://app:s3cret@cache:6379";
+        let said = scrub(&format!("failed for {url}: auth s3cret refused"), url);
+        assert!(!said.contains("s3cret"), "{said}");
+        assert!(said.contains("cache:6379"), "{said}");
     }
 }

@@ -52,6 +52,7 @@ fn create_json_has_the_key_and_the_public_entity_only() {
         fields,
         [
             "created_at",
+            "credits",
             "description",
             "expires_at",
             "id",
@@ -62,10 +63,13 @@ fn create_json_has_the_key_and_the_public_entity_only() {
             "name",
             "owner_id",
             "previous_secret_expires_at",
+            "rate_limits",
             "scopes"
         ]
     );
     assert_eq!(v["entity"]["owner_id"], Value::Null);
+    assert_eq!(v["entity"]["rate_limits"], Value::Null);
+    assert_eq!(v["entity"]["credits"], Value::Null);
     assert_eq!(v["entity"]["meta"], Value::Null);
     assert_eq!(v["entity"]["previous_secret_expires_at"], Value::Null);
     assert_eq!(v["entity"]["is_active"], false);

@@ -1,15 +1,18 @@
 //! Commands on single keys: create, list, get, update, delete, activate,
-//! deactivate, rotate, verify.
+//! deactivate, rotate, credits, verify.
 
 use std::io::Read;
 
 use anyhow::{Context, Result};
-use keygate::{ApiKey, ApiKeyService, ApiKeyUpdate, NewApiKey, KEY_ID_LEN};
+use keygate::{
+    ApiKey, ApiKeyService, ApiKeyUpdate, CreditChange, Credits, NewApiKey, RateLimit, KEY_ID_LEN,
+};
 use zeroize::Zeroizing;
 
 use super::last_admin::{self, Change};
 use crate::cli::{
-    CreateArgs, ForceIdArgs, GetArgs, IdArg, PageArgs, RotateArgs, UpdateArgs, VerifyArgs,
+    CreateArgs, CreditsArgs, ForceIdArgs, GetArgs, IdArg, PageArgs, Refill, RotateArgs, UpdateArgs,
+    VerifyArgs,
 };
 use crate::output::Report;
 
@@ -22,6 +25,8 @@ pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report>
         scopes: non_empty(args.scopes),
         owner_id: args.owner_id,
         meta: args.meta,
+        rate_limits: non_empty_limits(args.rate_limits),
+        credits: args.credits.map(|n| credits(n, args.refill)),
         ..NewApiKey::default()
     };
     let (entity, key) = service.create(new).await?;
@@ -76,6 +81,11 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
         clear_expires: args.clear_expires,
         owner_id: set_or_clear(args.owner_id, args.clear_owner),
         meta: set_or_clear(args.meta, args.clear_meta),
+        rate_limits: set_or_clear(non_empty_limits(args.rate_limits), args.clear_rate_limits),
+        credits: set_or_clear(
+            args.credits.map(|n| credits(n, args.refill)),
+            args.clear_credits,
+        ),
     };
     last_admin::check(service, &args.id, Change::Update(&change), args.force).await?;
     let entity = service.update(&args.id, change).await?;
@@ -117,6 +127,38 @@ pub async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report>
     Ok(Report::Rotated { entity, key })
 }
 
+/// `credits ID --add N | --set N`: one atomic change in the store.
+pub async fn change_credits(service: &ApiKeyService, args: CreditsArgs) -> Result<Report> {
+    let change = match (args.add, args.set) {
+        (Some(delta), _) => CreditChange::Add(delta),
+        (None, Some(n)) => CreditChange::Set(n),
+        (None, None) => unreachable!("clap requires --add or --set"),
+    };
+    // An entity id is used as it is; a key id (or a whole key) is looked up.
+    let id = if is_entity_id(&args.id) {
+        args.id
+    } else {
+        lookup(service, args.id.trim()).await?.id
+    };
+    let entity = match service.change_credits(&id, change).await {
+        Err(keygate::Error::Conflict(_)) if matches!(change, CreditChange::Add(_)) => {
+            anyhow::bail!(
+                "key {id} has no credits (its use is unlimited), so there is nothing to add to: \
+                 give it some with `keygate credits {id} --set N`"
+            )
+        }
+        other => other?,
+    };
+    let remaining = entity
+        .credits
+        .as_ref()
+        .map_or(0, |c| c.at(chrono::Utc::now()).remaining);
+    Ok(Report::Entity {
+        headline: Some(format!("Credits updated: {remaining} remaining.")),
+        entity,
+    })
+}
+
 pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report> {
     let key = if args.key == "-" {
         read_stdin("cannot read the key from stdin")?
@@ -145,6 +187,25 @@ fn set_or_clear<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
     } else {
         value.map(Some)
     }
+}
+
+/// 32 hex characters: an entity id.
+fn is_entity_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `--credits N [--refill N/INTERVAL]` as the credits to store.
+fn credits(remaining: u64, refill: Option<Refill>) -> Credits {
+    let credits = Credits::new(remaining);
+    match refill {
+        Some(r) => credits.refilled(r.amount, r.interval),
+        None => credits,
+    }
+}
+
+/// No `--rate-limit` flag: no change (update) or no limit (create).
+fn non_empty_limits(limits: Vec<RateLimit>) -> Option<Vec<RateLimit>> {
+    (!limits.is_empty()).then_some(limits)
 }
 
 /// `--scopes ''` parses as one empty string: it means "no scopes".

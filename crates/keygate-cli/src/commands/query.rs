@@ -46,6 +46,9 @@ fn filter(args: FilterArgs) -> ApiKeyFilter {
         created_after: args.created_after,
         last_used_before: args.last_used_before,
         last_used_after: args.last_used_after,
+        has_credits: tri_state(args.has_credits, args.no_credits),
+        credits_below: args.credits_below,
+        has_rate_limits: tri_state(args.has_rate_limits, args.no_rate_limits),
         ..ApiKeyFilter::default()
     }
 }

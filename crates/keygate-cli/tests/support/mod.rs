@@ -2,9 +2,11 @@
 //! file, a fixed pepper, and helpers to run `keygate` and read its output.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -190,11 +192,14 @@ pub fn http(
     }
 }
 
-/// A running `keygate serve` on a free loopback port.
+/// A running `keygate serve` on a free loopback port. Its stderr (the
+/// logs) is read as it comes, so a busy server never blocks on a full pipe.
 pub struct Server {
     child: Child,
     pub addr: String,
     _stdout: BufReader<ChildStdout>,
+    logs: Arc<Mutex<String>>,
+    drain: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -206,6 +211,7 @@ impl Server {
             "KEYGATE_LOG_FORMAT",
             "KEYGATE_ACTOR",
             "DATABASE_URL",
+            "REDIS_URL",
         ] {
             cmd.env_remove(var);
         }
@@ -220,17 +226,25 @@ impl Server {
         configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn keygate serve");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = Arc::clone(&logs);
+        let drain = std::thread::spawn(move || {
+            let mut line = Vec::new();
+            while stderr.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read stdout");
         let Some(addr) = line.trim().strip_prefix("listening on http://") else {
             let _ = child.kill();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let _ = child.wait();
+            let _ = drain.join();
+            let err = logs.lock().unwrap().clone();
             panic!("serve did not start: stdout={line:?} stderr={err}");
         };
         let addr = addr.to_owned();
@@ -238,7 +252,14 @@ impl Server {
             child,
             addr,
             _stdout: stdout,
+            logs,
+            drain: Some(drain),
         }
+    }
+
+    /// What the server has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 
     /// Sends `signal`, waits for the exit; returns (exit code, stderr).
@@ -264,14 +285,11 @@ impl Server {
             assert!(Instant::now() < deadline, "serve did not stop");
             std::thread::sleep(Duration::from_millis(20));
         };
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code(), err)
+        // The pipe closes with the process: the drain ends.
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        (status.code(), self.logs())
     }
 }
 
