@@ -9,8 +9,11 @@
 //!   list has more than 100 entries and every time bound is storable;
 //! - a filter that decoded re-encodes and decodes to an equal filter
 //!   (what the CLI and clients send back and forth);
-//! - `matches` agrees with a field-by-field reference on every sample key,
-//!   and a key never matches when a scope it must hold is invalid;
+//! - `matches` agrees with a field-by-field reference on every sample key
+//!   (keys with and without credits and rate limits among them), and a key
+//!   never matches when a scope it must hold is invalid;
+//! - `at_store_precision` (what the service hands the store) selects the
+//!   same sample keys;
 //! - `compare` is a consistent order (antisymmetric, reflexive `Equal`
 //!   only for the same id);
 //! - a decoded `ApiKeyUpdate` keeps "field absent" apart from "field null".
@@ -20,7 +23,10 @@ use std::cmp::Ordering;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeZone, Utc};
-use keygate::{is_valid_scope, ApiKey, ApiKeyFilter, ApiKeyUpdate, Error, ScopeSet};
+use keygate::{
+    is_valid_scope, ApiKey, ApiKeyFilter, ApiKeyUpdate, Credits, Error, RateLimit, RefillInterval,
+    ScopeSet, MAX_CREDITS,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -53,6 +59,8 @@ fn key(
         owner_id: owner.map(Into::into),
         meta: None,
         previous_secret_expires_at: None,
+        rate_limits: None,
+        credits: None,
         previous_key_hash: None,
         key_hash: "$keygate-hmac-sha256$v=1$x".into(),
         key_secret_first: "abcd".into(),
@@ -64,16 +72,25 @@ fn samples() -> &'static [ApiKey] {
     static SAMPLES: OnceLock<Vec<ApiKey>> = OnceLock::new();
     SAMPLES.get_or_init(|| {
         vec![
-            key(
-                "00000000000000000000000000000001",
-                Some("CI Bot"),
-                true,
-                1_700_000_000,
-                Some(1_750_000_000),
-                Some(1_900_000_000),
-                ScopeSet::new(["read", "write", "api:admin"]).unwrap(),
-                Some("team-1"),
-            ),
+            ApiKey {
+                // Metered and rate-limited.
+                credits: Some(Credits::new(5).refilled(100, RefillInterval::Daily)),
+                rate_limits: Some(vec![RateLimit::new(
+                    "burst",
+                    10,
+                    std::time::Duration::from_secs(1),
+                )]),
+                ..key(
+                    "00000000000000000000000000000001",
+                    Some("CI Bot"),
+                    true,
+                    1_700_000_000,
+                    Some(1_750_000_000),
+                    Some(1_900_000_000),
+                    ScopeSet::new(["read", "write", "api:admin"]).unwrap(),
+                    Some("team-1"),
+                )
+            },
             key(
                 "00000000000000000000000000000002",
                 None,
@@ -85,16 +102,38 @@ fn samples() -> &'static [ApiKey] {
                 None,
             ),
             // A row another tool wrote: scopes keygate would refuse, a non-ASCII name.
-            key(
-                "00000000000000000000000000000003",
-                Some("Ünïcode ǅ İstanbul"),
-                true,
-                -62_135_596_800,       // 0001-01-01
-                Some(253_402_300_799), // 9999-12-31T23:59:59
-                Some(1),
-                ScopeSet::from_stored(vec!["Legacy Scope".into(), "read".into(), "".into()]),
-                Some(""),
-            ),
+            ApiKey {
+                credits: Some(Credits::new(MAX_CREDITS)),
+                ..key(
+                    "00000000000000000000000000000003",
+                    Some("Ünïcode ǅ İstanbul"),
+                    true,
+                    -62_135_596_800,       // 0001-01-01
+                    Some(253_402_300_799), // 9999-12-31T23:59:59
+                    Some(1),
+                    ScopeSet::from_stored(vec!["Legacy Scope".into(), "read".into(), "".into()]),
+                    Some(""),
+                )
+            },
+            // Out of credits, rate-limited, otherwise bare.
+            ApiKey {
+                credits: Some(Credits::new(0)),
+                rate_limits: Some(vec![RateLimit::new(
+                    "day",
+                    1_000,
+                    std::time::Duration::from_secs(86_400),
+                )]),
+                ..key(
+                    "00000000000000000000000000000004",
+                    None,
+                    true,
+                    1_700_000_000,
+                    None,
+                    None,
+                    ScopeSet::default(),
+                    None,
+                )
+            },
         ]
     })
 }
@@ -138,6 +177,20 @@ fn reference_matches(f: &ApiKeyFilter, k: &ApiKey) -> bool {
             .as_ref()
             .is_none_or(|o| k.owner_id.as_ref() == Some(o))
         && f.key_id.as_ref().is_none_or(|id| &k.key_id == id)
+        && match f.has_credits {
+            None => true,
+            Some(wanted) => wanted == k.credits.is_some(),
+        }
+        && match (f.credits_below, &k.credits) {
+            (None, _) => true,
+            // Keys without credits never match.
+            (Some(_), None) => false,
+            (Some(n), Some(c)) => c.remaining < n,
+        }
+        && match f.has_rate_limits {
+            None => true,
+            Some(wanted) => wanted == k.rate_limits.is_some(),
+        }
 }
 
 /// The documented folding of `name_contains`: each character to the first
@@ -192,12 +245,19 @@ fn check_filter(filter: &ApiKeyFilter) {
     });
     assert_eq!(&decoded, filter, "filter JSON round trip");
 
+    let stored = filter.at_store_precision();
     for k in samples() {
         let m = filter.matches(k);
         assert_eq!(
             m,
             reference_matches(filter, k),
             "matches vs reference on {}",
+            k.id
+        );
+        assert_eq!(
+            stored.matches(k),
+            m,
+            "at_store_precision changes the match on {}",
             k.id
         );
         if m {
@@ -237,6 +297,8 @@ fn check_update(data: &[u8], update: &ApiKeyUpdate) {
     presence("description", update.description.is_some());
     presence("owner_id", update.owner_id.is_some());
     presence("meta", update.meta.is_some());
+    presence("rate_limits", update.rate_limits.is_some());
+    presence("credits", update.credits.is_some());
     if let Some(v) = obj.get("description") {
         assert_eq!(v.is_null(), update.description == Some(None));
     }
@@ -245,6 +307,12 @@ fn check_update(data: &[u8], update: &ApiKeyUpdate) {
     }
     if let Some(v) = obj.get("meta") {
         assert_eq!(v.is_null(), matches!(update.meta, Some(None)));
+    }
+    if let Some(v) = obj.get("rate_limits") {
+        assert_eq!(v.is_null(), matches!(update.rate_limits, Some(None)));
+    }
+    if let Some(v) = obj.get("credits") {
+        assert_eq!(v.is_null(), matches!(update.credits, Some(None)));
     }
 }
 

@@ -23,7 +23,10 @@ use std::cell::RefCell;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use keygate::prelude::*;
-use keygate::{ApiKey, ApiKeyFilter, Audit, AuditAction, InMemoryRepository, ScopeSet};
+use keygate::{
+    ApiKey, ApiKeyFilter, Audit, AuditAction, Credits, InMemoryRepository, RateLimit,
+    RefillInterval, ScopeSet, MAX_CREDITS,
+};
 use keygate_sqlx::SqlRepository;
 use libfuzzer_sys::fuzz_target;
 
@@ -58,6 +61,8 @@ fn key(
         owner_id: owner.map(Into::into),
         meta: None,
         previous_secret_expires_at: None,
+        rate_limits: None,
+        credits: None,
         previous_key_hash: None,
         key_hash: format!("$keygate-hmac-sha256$v=1$hash{n}"),
         key_secret_first: "abcd".into(),
@@ -69,17 +74,26 @@ fn samples() -> Vec<ApiKey> {
     let recent = t(2024, 1, 1, 0, 0, 0, 123_456);
     let used = Some(t(2025, 6, 1, 12, 0, 0, 0));
     let expires = Some(t(2030, 1, 1, 0, 0, 0, 0));
+    let limits = Some(vec![RateLimit::new(
+        "burst",
+        10,
+        std::time::Duration::from_secs(1),
+    )]);
     vec![
-        key(
-            1,
-            Some("CI Bot"),
-            true,
-            recent,
-            used,
-            expires,
-            ScopeSet::new(["read", "write", "api:admin"]).unwrap(),
-            Some("team-1"),
-        ),
+        ApiKey {
+            credits: Some(Credits::new(5).refilled(100, RefillInterval::Daily)),
+            rate_limits: limits.clone(),
+            ..key(
+                1,
+                Some("CI Bot"),
+                true,
+                recent,
+                used,
+                expires,
+                ScopeSet::new(["read", "write", "api:admin"]).unwrap(),
+                Some("team-1"),
+            )
+        },
         key(
             2,
             None,
@@ -94,26 +108,33 @@ fn samples() -> Vec<ApiKey> {
         // given a year-10000 expiry: "9999-12-31T23:59:59-01:00" is accepted
         // by POST /api-keys. Such a key is left out here: see README,
         // Findings, for what the stores make of it.)
-        key(
-            3,
-            Some("100%_off!\\ [x]"),
-            true,
-            t(9999, 12, 31, 23, 59, 59, 999_999),
-            Some(t(9999, 12, 31, 23, 59, 59, 999_999)),
-            Some(t(9999, 12, 31, 23, 59, 59, 999_999)),
-            ScopeSet::from_stored(vec!["Legacy Scope".into(), "read".into()]),
-            Some("o"),
-        ),
-        key(
-            4,
-            Some("日本 ünï ß"),
-            true,
-            t(1970, 1, 1, 0, 0, 0, 0),
-            Some(t(1969, 12, 31, 23, 59, 59, 999_999)),
-            Some(t(1000, 1, 1, 0, 0, 0, 0)),
-            ScopeSet::new(["read"]).unwrap(),
-            Some("team-2"),
-        ),
+        ApiKey {
+            credits: Some(Credits::new(MAX_CREDITS)),
+            ..key(
+                3,
+                Some("100%_off!\\ [x]"),
+                true,
+                t(9999, 12, 31, 23, 59, 59, 999_999),
+                Some(t(9999, 12, 31, 23, 59, 59, 999_999)),
+                Some(t(9999, 12, 31, 23, 59, 59, 999_999)),
+                ScopeSet::from_stored(vec!["Legacy Scope".into(), "read".into()]),
+                Some("o"),
+            )
+        },
+        ApiKey {
+            credits: Some(Credits::new(0)),
+            rate_limits: limits,
+            ..key(
+                4,
+                Some("日本 ünï ß"),
+                true,
+                t(1970, 1, 1, 0, 0, 0, 0),
+                Some(t(1969, 12, 31, 23, 59, 59, 999_999)),
+                Some(t(1000, 1, 1, 0, 0, 0, 0)),
+                ScopeSet::new(["read"]).unwrap(),
+                Some("team-2"),
+            )
+        },
         // Ties with key 1 on every sortable column but id and key id.
         key(
             5,

@@ -3,7 +3,7 @@
 //! UTC timestamps as text `YYYY-MM-DD HH:MM:SS.ffffff`.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use keygate::{truncate_micros, Meta, ScopeSet, StoreError};
+use keygate::{truncate_micros, Meta, RateLimit, ScopeSet, StoreError};
 
 /// The SQLite timestamp format. Always six fractional digits, so comparing
 /// the text compares the times.
@@ -41,6 +41,22 @@ pub(crate) fn object_from_json(text: &str) -> Result<Meta, StoreError> {
 pub(crate) fn object_to_json(object: &Meta) -> String {
     // Serializing a map of JSON values cannot fail.
     serde_json::to_string(object).unwrap_or_default()
+}
+
+/// Rate-limit windows as stored JSON text
+/// (`[{"name":"burst","limit":10,"window_ms":1000}]`).
+pub(crate) fn limits_to_json(limits: &[RateLimit]) -> String {
+    // Serializing strings and integers cannot fail.
+    serde_json::to_string(limits).unwrap_or_default()
+}
+
+/// Reads stored rate-limit windows.
+pub(crate) fn limits_from_json(text: &str) -> Result<Vec<RateLimit>, StoreError> {
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "column rate_limits: not a JSON list of rate-limit windows: {e}"
+        ))
+    })
 }
 
 /// UTC time as naive text, the SQLite storage format.
@@ -120,6 +136,31 @@ mod tests {
             scopes_from_json("{}"),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn rate_limits_round_trip_and_junk_is_corrupt() {
+        let limits = vec![
+            RateLimit::new("burst", 10, std::time::Duration::from_secs(1)),
+            RateLimit::new("day", 86_400, std::time::Duration::from_secs(86_400)),
+        ];
+        let text = limits_to_json(&limits);
+        assert_eq!(
+            text,
+            r#"[{"name":"burst","limit":10,"window_ms":1000},{"name":"day","limit":86400,"window_ms":86400000}]"#
+        );
+        assert_eq!(limits_from_json(&text).unwrap(), limits);
+        // PostgreSQL's jsonb hands it back reformatted.
+        assert_eq!(
+            limits_from_json(r#"[{"limit": 10, "name": "burst", "window_ms": 1000}]"#).unwrap(),
+            limits[..1]
+        );
+        for junk in ["{}", "[1]", r#"[{"name":"x","limit":-1,"window_ms":1000}]"#] {
+            assert!(
+                matches!(limits_from_json(junk), Err(StoreError::Corrupt(m)) if m.contains("rate_limits")),
+                "{junk}"
+            );
+        }
     }
 
     #[test]

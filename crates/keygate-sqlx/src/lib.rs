@@ -178,6 +178,15 @@ macro_rules! store_impls {
                 self.schema.writable::<$dialect>(&self.pool).await?;
                 crate::write::delete::<$dialect>(&self.pool, id, audit).await
             }
+            async fn consume_credits(
+                &self,
+                id: &str,
+                cost: u64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<keygate::CreditUse, keygate::StoreError> {
+                self.schema.writable::<$dialect>(&self.pool).await?;
+                crate::write::consume_credits::<$dialect>(&self.pool, id, cost, now).await
+            }
             async fn touch(
                 &self,
                 uses: &[(String, chrono::DateTime<chrono::Utc>)],

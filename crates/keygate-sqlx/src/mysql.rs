@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, Row};
 
-use crate::codec::{clamp_i64, list_to_json, object_to_json, scopes_to_json};
+use crate::codec::{clamp_i64, limits_to_json, list_to_json, object_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::schema::Schema;
@@ -85,13 +85,23 @@ impl Dialect for MySqlDialect {
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, key_secret_first, \
         key_secret_last, owner_id, CAST(meta AS CHAR) AS meta, previous_key_hash, \
-        previous_secret_expires_at";
+        previous_secret_expires_at, CAST(rate_limits AS CHAR) AS rate_limits, \
+        credits_remaining, credits_refill_amount, credits_refill_interval, \
+        credits_last_refill_at";
     const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, key_secret_first, \
         key_secret_last, NULL AS owner_id, NULL AS meta, NULL AS previous_key_hash, \
-        NULL AS previous_secret_expires_at";
+        NULL AS previous_secret_expires_at, NULL AS rate_limits, NULL AS credits_remaining, \
+        NULL AS credits_refill_amount, NULL AS credits_refill_interval, \
+        NULL AS credits_last_refill_at";
+    const PRE_LIMITS_COLUMNS: &'static str = "id, key_id, name, description, is_active, \
+        created_at, last_used_at, expires_at, CAST(scopes AS CHAR) AS scopes, key_hash, \
+        key_secret_first, key_secret_last, owner_id, CAST(meta AS CHAR) AS meta, \
+        previous_key_hash, previous_secret_expires_at, NULL AS rate_limits, \
+        NULL AS credits_remaining, NULL AS credits_refill_amount, \
+        NULL AS credits_refill_interval, NULL AS credits_last_refill_at";
     const SCHEMA_PROBE: &'static str = "SELECT COUNT(*), \
-        CAST(COALESCE(SUM(column_name = 'owner_id'), 0) AS SIGNED) \
+        CAST(COALESCE(SUM(column_name IN ('owner_id', 'rate_limits')), 0) AS SIGNED) \
         FROM information_schema.columns \
         WHERE table_schema = DATABASE() AND table_name = 'api_keys'";
     const EVENT_COLUMNS: &'static str =
@@ -114,6 +124,8 @@ impl Dialect for MySqlDialect {
             Value::Time(v) => qb.push_bind(v.map(|t| t.naive_utc())),
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)),
             Value::Object(v) => qb.push_bind(v.map(object_to_json)),
+            Value::RateLimits(v) => qb.push_bind(v.map(limits_to_json)),
+            Value::Count(v) => qb.push_count(v),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, MySql>, scopes: &[String]) {
@@ -181,5 +193,9 @@ mod tests {
     fn select_lists_follow_the_decoded_order() {
         assert_eq!(selected_names(MySqlDialect::COLUMNS), COLUMN_NAMES);
         assert_eq!(selected_names(MySqlDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+        assert_eq!(
+            selected_names(MySqlDialect::PRE_LIMITS_COLUMNS),
+            COLUMN_NAMES
+        );
     }
 }

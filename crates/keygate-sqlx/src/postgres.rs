@@ -9,7 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-use crate::codec::{clamp_i64, list_to_json, object_to_json, scopes_to_json};
+use crate::codec::{clamp_i64, limits_to_json, list_to_json, object_to_json, scopes_to_json};
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
 use crate::schema::Schema;
@@ -82,17 +82,28 @@ impl Dialect for PgDialect {
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, scopes::text AS scopes, key_hash, key_secret_first, \
         key_secret_last, owner_id, meta::text AS meta, previous_key_hash, \
-        previous_secret_expires_at";
+        previous_secret_expires_at, rate_limits::text AS rate_limits, credits_remaining, \
+        credits_refill_amount, credits_refill_interval, credits_last_refill_at";
     const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, scopes::text AS scopes, key_hash, key_secret_first, \
         key_secret_last, NULL::text AS owner_id, NULL::text AS meta, \
-        NULL::text AS previous_key_hash, NULL::timestamptz AS previous_secret_expires_at";
-    const SCHEMA_PROBE: &'static str =
-        "SELECT COUNT(*), COUNT(*) FILTER (WHERE column_name = 'owner_id') \
+        NULL::text AS previous_key_hash, NULL::timestamptz AS previous_secret_expires_at, \
+        NULL::text AS rate_limits, NULL::bigint AS credits_remaining, \
+        NULL::bigint AS credits_refill_amount, NULL::text AS credits_refill_interval, \
+        NULL::timestamptz AS credits_last_refill_at";
+    const PRE_LIMITS_COLUMNS: &'static str = "id, key_id, name, description, is_active, \
+        created_at, last_used_at, expires_at, scopes::text AS scopes, key_hash, \
+        key_secret_first, key_secret_last, owner_id, meta::text AS meta, previous_key_hash, \
+        previous_secret_expires_at, NULL::text AS rate_limits, \
+        NULL::bigint AS credits_remaining, NULL::bigint AS credits_refill_amount, \
+        NULL::text AS credits_refill_interval, NULL::timestamptz AS credits_last_refill_at";
+    const SCHEMA_PROBE: &'static str = "SELECT COUNT(*), \
+        COUNT(*) FILTER (WHERE column_name IN ('owner_id', 'rate_limits')) \
         FROM information_schema.columns \
         WHERE table_schema = current_schema() AND table_name = 'api_keys'";
     const EVENT_COLUMNS: &'static str =
         "id, at, action, key_id, entity_id, actor, changes::text AS changes";
+    const UPDATE_RETURNING: bool = true;
 
     fn decode(row: &PgRow) -> Result<ApiKey, StoreError> {
         query::decode_row::<Self>(row)
@@ -111,6 +122,8 @@ impl Dialect for PgDialect {
             // The column is `json`, which a text parameter does not convert to.
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)).push("::json"),
             Value::Object(v) => qb.push_bind(v.map(object_to_json)).push("::jsonb"),
+            Value::RateLimits(v) => qb.push_bind(v.map(limits_to_json)).push("::jsonb"),
+            Value::Count(v) => qb.push_count(v),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, Postgres>, scopes: &[String]) {
@@ -177,5 +190,6 @@ mod tests {
     fn select_lists_follow_the_decoded_order() {
         assert_eq!(selected_names(PgDialect::COLUMNS), COLUMN_NAMES);
         assert_eq!(selected_names(PgDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+        assert_eq!(selected_names(PgDialect::PRE_LIMITS_COLUMNS), COLUMN_NAMES);
     }
 }

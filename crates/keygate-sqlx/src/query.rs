@@ -7,20 +7,25 @@
 //! ties broken by id in the same direction, names compared by bytes.
 
 use chrono::{DateTime, Utc};
-use keygate::{ApiKey, ApiKeyFilter, AuditEvent, Meta, OrderBy, ScopeSet, StoreError};
+use keygate::{
+    ApiKey, ApiKeyFilter, AuditEvent, Credits, Meta, OrderBy, RateLimit, RefillInterval, ScopeSet,
+    StoreError,
+};
 use sqlx::error::BoxDynError;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Row,
     Type,
 };
 
-use crate::codec::{like_pattern, object_from_json, scopes_from_json, sorted_uses};
+use crate::codec::{
+    like_pattern, limits_from_json, object_from_json, scopes_from_json, sorted_uses,
+};
 use crate::error::store_error;
 
 /// The names of `Dialect::COLUMNS`, in order: every dialect (and its
 /// legacy list) selects them in this order, so rows are read by position
 /// (no name look-up per column on the verification path).
-pub(crate) const COLUMN_NAMES: [&str; 16] = [
+pub(crate) const COLUMN_NAMES: [&str; 21] = [
     "id",
     "key_id",
     "name",
@@ -37,7 +42,24 @@ pub(crate) const COLUMN_NAMES: [&str; 16] = [
     "meta",
     "previous_key_hash",
     "previous_secret_expires_at",
+    "rate_limits",
+    "credits_remaining",
+    "credits_refill_amount",
+    "credits_refill_interval",
+    "credits_last_refill_at",
 ];
+
+/// The credits columns, in the order of [`COLUMN_NAMES`] (from index
+/// [`CREDITS_AT`]) and of every select [`decode_credits`] reads.
+pub(crate) const CREDITS_COLUMNS: [&str; 4] = [
+    "credits_remaining",
+    "credits_refill_amount",
+    "credits_refill_interval",
+    "credits_last_refill_at",
+];
+
+/// Where [`CREDITS_COLUMNS`] start in [`COLUMN_NAMES`].
+const CREDITS_AT: usize = 17;
 
 /// The column names of a select list (`a, b AS c, NULL::text AS d`).
 #[cfg(test)]
@@ -63,6 +85,7 @@ where
     usize: ColumnIndex<<D::DB as Database>::Row>,
     for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
     for<'r> bool: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
     let err = |i: usize| move |e| column_error(&COLUMN_NAMES, i, e);
     let text = |i: usize| row.try_get::<String, _>(i).map_err(err(i));
@@ -85,7 +108,48 @@ where
         meta: opt_text(13)?.as_deref().map(object_from_json).transpose()?,
         previous_key_hash: opt_text(14)?,
         previous_secret_expires_at: time(15)?,
+        rate_limits: opt_text(16)?.as_deref().map(limits_from_json).transpose()?,
+        credits: decode_credits::<D>(row, CREDITS_AT)?,
     })
+}
+
+/// Reads [`CREDITS_COLUMNS`], selected in that order from index `first`:
+/// `None` when `credits_remaining` is NULL (unlimited; the other columns
+/// then mean nothing and are not read). A negative count or an unknown
+/// refill interval is [`StoreError::Corrupt`], naming the column.
+pub(crate) fn decode_credits<D: Dialect>(
+    row: &<D::DB as Database>::Row,
+    first: usize,
+) -> Result<Option<Credits>, StoreError>
+where
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
+{
+    let corrupt = |k: usize, problem: String| {
+        StoreError::Corrupt(format!("column {}: {problem}", CREDITS_COLUMNS[k]))
+    };
+    let err = |k: usize| move |e| column_error(&CREDITS_COLUMNS, k, e);
+    let count = |k: usize| -> Result<Option<u64>, StoreError> {
+        row.try_get::<Option<i64>, _>(first + k)
+            .map_err(err(k))?
+            .map(|n| u64::try_from(n).map_err(|_| corrupt(k, format!("negative count {n}"))))
+            .transpose()
+    };
+    let Some(remaining) = count(0)? else {
+        return Ok(None);
+    };
+    let refill_interval = row
+        .try_get::<Option<String>, _>(first + 2)
+        .map_err(err(2))?
+        .map(|text| text.parse::<RefillInterval>().map_err(|e| corrupt(2, e)))
+        .transpose()?;
+    Ok(Some(Credits {
+        remaining,
+        refill_amount: count(1)?,
+        refill_interval,
+        last_refill_at: D::time(row, first + 3).map_err(err(3))?,
+    }))
 }
 
 /// A statement being built: SQL text and the arguments bound to its
@@ -133,6 +197,36 @@ impl<'a, DB: Database> SqlBuilder<'a, DB> {
         self
     }
 
+    /// Appends a placeholder bound to a count (credits), as the signed
+    /// 64-bit integer every backend stores; a count that does not fit is
+    /// reported when the statement runs.
+    pub(crate) fn push_count(&mut self, value: Option<u64>) -> &mut Self
+    where
+        Option<i64>: 'a + Encode<'a, DB> + Type<DB>,
+    {
+        match value.map(i64::try_from).transpose() {
+            Ok(v) => self.push_bind(v),
+            Err(_) => {
+                if self.args.is_ok() {
+                    self.args = Err(format!(
+                        "the count {} is too large to store (at most {})",
+                        value.unwrap_or_default(),
+                        i64::MAX
+                    )
+                    .into());
+                }
+                self
+            }
+        }
+    }
+
+    /// The arguments alone, for a fixed statement whose numbered
+    /// placeholders (`$1`, `$2`…) follow the order of binding; the
+    /// placeholders written to this builder's text are not used.
+    pub(crate) fn into_args(self) -> Result<DB::Arguments<'a>, StoreError> {
+        self.into_parts().map(|(_, args)| args)
+    }
+
     /// The text and the arguments, for `sqlx::query_with`.
     pub(crate) fn into_parts(self) -> Result<(String, DB::Arguments<'a>), StoreError> {
         let args = self.args.map_err(|e| store_error(sqlx::Error::Encode(e)))?;
@@ -153,6 +247,11 @@ pub(crate) enum Value<'a> {
     Scopes(&'a ScopeSet),
     /// A JSON object (`meta`, an event's `changes`), NULL for `None`.
     Object(Option<&'a Meta>),
+    /// Rate-limit windows, stored as a JSON list, NULL for `None`.
+    RateLimits(Option<&'a [RateLimit]>),
+    /// A count of credits, stored as a signed 64-bit integer, NULL for
+    /// `None` (bind with [`SqlBuilder::push_count`]).
+    Count(Option<u64>),
 }
 
 /// What differs between the SQL dialects.
@@ -167,8 +266,12 @@ pub(crate) trait Dialect {
     /// [`Dialect::COLUMNS`] for a table the Python library wrote and
     /// keygate has not migrated yet: its columns, and NULL for keygate's.
     const LEGACY_COLUMNS: &'static str;
+    /// [`Dialect::COLUMNS`] for a table keygate migrated before usage
+    /// limits: NULL for the rate-limit and credits columns.
+    const PRE_LIMITS_COLUMNS: &'static str;
     /// Two counts: the columns of `api_keys`, and those of them named
-    /// `owner_id` (0 on a table keygate has not migrated).
+    /// `owner_id` or `rate_limits` (0 on a table keygate has not migrated,
+    /// 1 before the usage-limits migration, 2 when up to date).
     const SCHEMA_PROBE: &'static str;
     /// The select list that [`decode_event`] reads.
     const EVENT_COLUMNS: &'static str;
@@ -180,6 +283,11 @@ pub(crate) trait Dialect {
     /// lock it until the transaction ends (` FOR UPDATE`; SQLite needs none,
     /// its write lock covers the database).
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// Whether `UPDATE … RETURNING` exists (SQLite 3.35+, PostgreSQL), and
+    /// `$1`-style numbered placeholders with it: `consume_credits` is then
+    /// one statement; without (MySQL, MariaDB), a short locking
+    /// transaction.
+    const UPDATE_RETURNING: bool = false;
 
     /// Reads a row selected with [`Dialect::COLUMNS`] (with [`decode_row`]).
     fn decode(row: &<Self::DB as Database>::Row) -> Result<ApiKey, StoreError>;
@@ -394,6 +502,32 @@ pub(crate) fn push_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &ApiKeyF
         next(qb);
         D::text_eq(qb, "key_id", key_id.clone());
     }
+    if let Some(has) = f.has_credits {
+        next(qb);
+        qb.push(if has {
+            "credits_remaining IS NOT NULL"
+        } else {
+            "credits_remaining IS NULL"
+        });
+    }
+    if let Some(below) = f.credits_below {
+        next(qb);
+        if i64::try_from(below).is_ok() {
+            qb.push("credits_remaining < ");
+            D::bind(qb, Value::Count(Some(below)));
+        } else {
+            // Above every value a column can hold: every key with credits.
+            qb.push("credits_remaining IS NOT NULL");
+        }
+    }
+    if let Some(has) = f.has_rate_limits {
+        next(qb);
+        qb.push(if has {
+            "rate_limits IS NOT NULL"
+        } else {
+            "rate_limits IS NULL"
+        });
+    }
 }
 
 /// Pushes ` ORDER BY <column> <dir>, id <dir>` and the page.
@@ -416,4 +550,18 @@ fn nullable(column: OrderBy) -> bool {
         column,
         OrderBy::Name | OrderBy::ExpiresAt | OrderBy::LastUsedAt
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_columns_are_where_decode_row_reads_them() {
+        assert_eq!(
+            COLUMN_NAMES[CREDITS_AT..CREDITS_AT + CREDITS_COLUMNS.len()],
+            CREDITS_COLUMNS
+        );
+        assert_eq!(COLUMN_NAMES[CREDITS_AT - 1], "rate_limits");
+    }
 }

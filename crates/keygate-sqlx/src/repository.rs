@@ -170,6 +170,15 @@ impl KeyStore for SqlRepository {
         dispatch!(self, r => r.delete(id, audit).await)
     }
 
+    async fn consume_credits(
+        &self,
+        id: &str,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<keygate::CreditUse, StoreError> {
+        dispatch!(self, r => r.consume_credits(id, cost, now).await)
+    }
+
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
         dispatch!(self, r => r.touch(uses).await)
     }

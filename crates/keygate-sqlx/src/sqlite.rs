@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use crate::codec::{
-    clamp_i64, list_to_json, object_to_json, scopes_to_json, time_from_text, time_to_text,
+    clamp_i64, limits_to_json, list_to_json, object_to_json, scopes_to_json, time_from_text,
+    time_to_text,
 };
 use crate::error::store_error;
 use crate::query::{self, Dialect, SqlBuilder, Value};
@@ -146,17 +147,27 @@ impl Dialect for SqliteDialect {
 
     const COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last, \
-        owner_id, meta, previous_key_hash, previous_secret_expires_at";
+        owner_id, meta, previous_key_hash, previous_secret_expires_at, rate_limits, \
+        credits_remaining, credits_refill_amount, credits_refill_interval, credits_last_refill_at";
     const LEGACY_COLUMNS: &'static str = "id, key_id, name, description, is_active, created_at, \
         last_used_at, expires_at, scopes, key_hash, key_secret_first, key_secret_last, \
         NULL AS owner_id, NULL AS meta, NULL AS previous_key_hash, \
-        NULL AS previous_secret_expires_at";
+        NULL AS previous_secret_expires_at, NULL AS rate_limits, NULL AS credits_remaining, \
+        NULL AS credits_refill_amount, NULL AS credits_refill_interval, \
+        NULL AS credits_last_refill_at";
+    const PRE_LIMITS_COLUMNS: &'static str = "id, key_id, name, description, is_active, \
+        created_at, last_used_at, expires_at, scopes, key_hash, key_secret_first, \
+        key_secret_last, owner_id, meta, previous_key_hash, previous_secret_expires_at, \
+        NULL AS rate_limits, NULL AS credits_remaining, NULL AS credits_refill_amount, \
+        NULL AS credits_refill_interval, NULL AS credits_last_refill_at";
     const SCHEMA_PROBE: &'static str =
-        "SELECT COUNT(*), COUNT(CASE WHEN name = 'owner_id' THEN 1 END) \
+        "SELECT COUNT(*), COUNT(CASE WHEN name IN ('owner_id', 'rate_limits') THEN 1 END) \
         FROM pragma_table_info('api_keys')";
     const EVENT_COLUMNS: &'static str = "id, at, action, key_id, entity_id, actor, changes";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
+    // The bundled SQLite is 3.46 (RETURNING since 3.35).
+    const UPDATE_RETURNING: bool = true;
 
     fn decode(row: &SqliteRow) -> Result<ApiKey, StoreError> {
         query::decode_row::<Self>(row)
@@ -178,6 +189,8 @@ impl Dialect for SqliteDialect {
             Value::Time(v) => qb.push_bind(v.map(time_to_text)),
             Value::Scopes(v) => qb.push_bind(scopes_to_json(v)),
             Value::Object(v) => qb.push_bind(v.map(object_to_json)),
+            Value::RateLimits(v) => qb.push_bind(v.map(limits_to_json)),
+            Value::Count(v) => qb.push_count(v),
         };
     }
     fn scopes_all(qb: &mut SqlBuilder<'_, Sqlite>, scopes: &[String]) {
@@ -251,5 +264,9 @@ mod tests {
     fn select_lists_follow_the_decoded_order() {
         assert_eq!(selected_names(SqliteDialect::COLUMNS), COLUMN_NAMES);
         assert_eq!(selected_names(SqliteDialect::LEGACY_COLUMNS), COLUMN_NAMES);
+        assert_eq!(
+            selected_names(SqliteDialect::PRE_LIMITS_COLUMNS),
+            COLUMN_NAMES
+        );
     }
 }

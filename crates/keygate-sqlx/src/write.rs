@@ -1,16 +1,19 @@
 //! Changes: insert, update and delete, each one transaction that also
 //! appends its audit event. The row a change applies to is read and locked
 //! inside the transaction, so concurrent changes never undo each other.
+//! And `consume_credits`, the one write of the verification path.
 
-use keygate::{ApiKey, Audit, KeyChange, StoreError};
-use sqlx::{Database, Executor, Pool};
+use chrono::{DateTime, Utc};
+use keygate::{ApiKey, Audit, CreditUse, KeyChange, RefillInterval, StoreError};
+use sqlx::{ColumnIndex, Database, Decode, Executor, Pool, Row, Type};
 
 use crate::error::{store_error, write_error};
 use crate::events::insert_event;
-use crate::query::{fetch_key, Dialect, SqlBuilder, Value};
+use crate::query::{decode_credits, fetch_key, Dialect, SqlBuilder, Value, CREDITS_COLUMNS};
 
 /// Every column of a key but `id`, with the key's values.
-fn columns(key: &ApiKey) -> [(&'static str, Value<'_>); 15] {
+fn columns(key: &ApiKey) -> [(&'static str, Value<'_>); 20] {
+    let credits = key.credits.as_ref();
     [
         ("name", Value::Text(key.name.as_deref())),
         ("description", Value::Text(key.description.as_deref())),
@@ -33,17 +36,44 @@ fn columns(key: &ApiKey) -> [(&'static str, Value<'_>); 15] {
             "previous_secret_expires_at",
             Value::Time(key.previous_secret_expires_at),
         ),
+        ("rate_limits", Value::RateLimits(key.rate_limits.as_deref())),
+        (
+            "credits_remaining",
+            Value::Count(credits.map(|c| c.remaining)),
+        ),
+        (
+            "credits_refill_amount",
+            Value::Count(credits.and_then(|c| c.refill_amount)),
+        ),
+        (
+            "credits_refill_interval",
+            Value::Text(
+                credits
+                    .and_then(|c| c.refill_interval)
+                    .map(RefillInterval::as_str),
+            ),
+        ),
+        (
+            "credits_last_refill_at",
+            Value::Time(credits.and_then(|c| c.last_refill_at)),
+        ),
     ]
 }
 
 /// The columns whose values differ between `old` and `new`, with the new
-/// values: what an UPDATE writes (and nothing else).
+/// values: what an UPDATE writes (and nothing else). The credits columns
+/// go together: a row without credits (`credits_remaining` NULL) may hold
+/// leftovers in the others, which read as nothing and must not come back
+/// to life when credits are set.
 fn changed_columns<'a>(old: &ApiKey, new: &'a ApiKey) -> Vec<(&'static str, Value<'a>)> {
+    let credits_changed = old.credits != new.credits;
     let before = columns(old);
     columns(new)
         .into_iter()
         .zip(before)
-        .filter(|((_, after), (_, before))| after != before)
+        .filter(|((column, after), (_, before))| {
+            after != before || (credits_changed && CREDITS_COLUMNS.contains(column))
+        })
         .map(|(changed, _)| changed)
         .collect()
 }
@@ -162,4 +192,226 @@ async fn select_locked<'c, D: Dialect>(
     qb.push(D::FOR_UPDATE);
     let (sql, args) = qb.into_parts()?;
     fetch_key::<D>(db, &sql, args).await
+}
+
+/// `consume_credits` in one statement (SQLite, PostgreSQL). `$1` id, `$2`
+/// cost, `$3` credits needed (`max(cost, 1)`), `$4`–`$6` the start of the
+/// hour, day and month of `now`. A cost too large for a BIGINT is bound as
+/// NULL: every metered row is then refused.
+///
+/// `start` is the start of the row's refill interval (NULL without one, or
+/// with an interval this version does not know); `due` is
+/// `Credits::refill_due`: a refill is configured and the last one is
+/// before `start`. The WHERE admits a metered row only when it has enough
+/// credits *after* a due refill, so a refused call writes nothing (not
+/// even the refill); it admits an unmetered row (`credits_remaining` NULL)
+/// unchanged, whose RETURNING NULL says so. A row with an unknown refill
+/// interval is refused (reading it fails as corrupt). Both backends
+/// evaluate every SET expression on the row as it was, and lock the row
+/// first: concurrent calls queue on it and each sees the previous one's
+/// result (PostgreSQL re-checks the WHERE on the updated row).
+const CONSUME_RETURNING: &str = "\
+UPDATE api_keys SET
+    credits_remaining = CASE
+        WHEN credits_remaining IS NULL THEN NULL
+        WHEN {due} THEN credits_refill_amount - $2
+        ELSE credits_remaining - $2
+    END,
+    credits_last_refill_at = CASE
+        WHEN credits_remaining IS NOT NULL AND {due} THEN {start}
+        ELSE credits_last_refill_at
+    END
+WHERE id = $1
+  AND (credits_remaining IS NULL
+       OR ((credits_refill_interval IS NULL OR {start} IS NOT NULL)
+           AND CASE WHEN {due} THEN credits_refill_amount ELSE credits_remaining END >= $3))
+RETURNING credits_remaining";
+
+const REFILL_START: &str = "(CASE credits_refill_interval \
+    WHEN 'hourly' THEN $4 WHEN 'daily' THEN $5 WHEN 'monthly' THEN $6 END)";
+
+const REFILL_DUE: &str = "(credits_refill_amount IS NOT NULL AND {start} IS NOT NULL \
+    AND (credits_last_refill_at IS NULL OR credits_last_refill_at < {start}))";
+
+/// [`CONSUME_RETURNING`] with its fragments in place.
+fn consume_returning_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let due = REFILL_DUE.replace("{start}", REFILL_START);
+        CONSUME_RETURNING
+            .replace("{due}", &due)
+            .replace("{start}", REFILL_START)
+    })
+}
+
+/// Takes `cost` credits from the row `id` atomically, with the semantics
+/// of `Credits::consume` (see `KeyStore::consume_credits`).
+pub(crate) async fn consume_credits<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    cost: u64,
+    now: DateTime<Utc>,
+) -> Result<CreditUse, StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    for<'c> &'c Pool<D::DB>: Executor<'c, Database = D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
+{
+    if D::UPDATE_RETURNING {
+        consume_returning::<D>(pool, id, cost, now).await
+    } else {
+        consume_locked::<D>(pool, id, cost, now).await
+    }
+}
+
+/// One `UPDATE … RETURNING`: one round trip, the row locked only while
+/// the statement runs.
+async fn consume_returning<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    cost: u64,
+    now: DateTime<Utc>,
+) -> Result<CreditUse, StoreError>
+where
+    for<'c> &'c Pool<D::DB>: Executor<'c, Database = D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
+{
+    let cost = i64::try_from(cost).is_ok().then_some(cost);
+    let start = |interval: RefillInterval| Value::Time(Some(interval.start_of(now)));
+    let mut args = SqlBuilder::<D::DB>::new(String::new());
+    for value in [
+        Value::Text(Some(id)),
+        Value::Count(cost),
+        Value::Count(cost.map(|c| c.max(1))),
+        start(RefillInterval::Hourly),
+        start(RefillInterval::Daily),
+        start(RefillInterval::Monthly),
+    ] {
+        D::bind(&mut args, value);
+    }
+    let row = sqlx::query_with(consume_returning_sql(), args.into_args()?)
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else {
+        return Ok(CreditUse::Refused);
+    };
+    let remaining = row
+        .try_get::<Option<i64>, _>(0)
+        .map_err(|e| crate::query::column_error(&CREDITS_COLUMNS, 0, e))?;
+    taken(remaining)
+}
+
+/// A short transaction (MySQL, MariaDB: no `UPDATE … RETURNING`): the
+/// credits columns read with the row locked, `Credits::consume` applied in
+/// Rust, the new values written only when the request is allowed.
+async fn consume_locked<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    cost: u64,
+    now: DateTime<Utc>,
+) -> Result<CreditUse, StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
+{
+    let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
+    let mut qb = SqlBuilder::new(format!(
+        "SELECT {} FROM api_keys WHERE id = ",
+        CREDITS_COLUMNS.join(", ")
+    ));
+    D::bind(&mut qb, Value::Text(Some(id)));
+    qb.push(D::FOR_UPDATE);
+    let (sql, args) = qb.into_parts()?;
+    let row = sqlx::query_with(&sql, args)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    let credits = match row {
+        None => Err(CreditUse::Refused),
+        Some(row) => match decode_credits::<D>(&row, 0)? {
+            None => Err(CreditUse::Unmetered),
+            Some(mut credits) => {
+                if credits.consume(cost, now) {
+                    Ok(credits)
+                } else {
+                    Err(CreditUse::Refused)
+                }
+            }
+        },
+    };
+    let credits = match credits {
+        Ok(credits) => credits,
+        Err(used) => {
+            // Nothing to write: end the transaction (and the row lock) now.
+            tx.rollback().await.map_err(store_error)?;
+            return Ok(used);
+        }
+    };
+    let mut qb = SqlBuilder::new("UPDATE api_keys SET credits_remaining = ");
+    D::bind(&mut qb, Value::Count(Some(credits.remaining)));
+    qb.push(", credits_last_refill_at = ");
+    D::bind(&mut qb, Value::Time(credits.last_refill_at));
+    qb.push(" WHERE id = ");
+    D::bind(&mut qb, Value::Text(Some(id)));
+    let (sql, args) = qb.into_parts()?;
+    sqlx::query_with(&sql, args)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(CreditUse::Taken {
+        remaining: credits.remaining,
+    })
+}
+
+/// What a returned `credits_remaining` says: NULL, unmetered; else taken.
+fn taken(remaining: Option<i64>) -> Result<CreditUse, StoreError> {
+    match remaining {
+        None => Ok(CreditUse::Unmetered),
+        Some(n) => u64::try_from(n)
+            .map(|remaining| CreditUse::Taken { remaining })
+            .map_err(|_| {
+                StoreError::Corrupt(format!("column credits_remaining: negative count {n}"))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_statement_is_complete() {
+        let sql = consume_returning_sql();
+        assert!(!sql.contains('{'), "{sql}");
+        for placeholder in ["$1", "$2", "$3", "$4", "$5", "$6"] {
+            assert!(sql.contains(placeholder), "{placeholder}");
+        }
+        assert!(!sql.contains("$7"));
+    }
+
+    #[test]
+    fn credits_columns_are_written_together() {
+        let old = keygate::testing::key(Some("k"), &[]);
+        let mut new = old.clone();
+        new.credits = Some(keygate::Credits::new(3));
+        let written: Vec<_> = changed_columns(&old, &new)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(written, CREDITS_COLUMNS);
+        new.credits = None;
+        new.name = Some("renamed".into());
+        let written: Vec<_> = changed_columns(&old, &new)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(written, ["name"]);
+    }
 }

@@ -231,10 +231,15 @@ async fn postgres_schema_has_the_python_types() {
             .map(|(_, t)| t.as_str())
             .unwrap()
     };
-    // The Python library's 12 columns, then keygate's 4.
-    assert_eq!(types.len(), 16);
+    // The Python library's 12 columns, then keygate's 4, then usage limits' 5.
+    assert_eq!(types.len(), 21);
     assert_eq!(get("created_at"), "timestamp with time zone");
     assert_eq!(get("meta"), "jsonb");
+    assert_eq!(get("rate_limits"), "jsonb");
+    assert_eq!(get("credits_remaining"), "bigint");
+    assert_eq!(get("credits_refill_amount"), "bigint");
+    assert_eq!(get("credits_refill_interval"), "character varying");
+    assert_eq!(get("credits_last_refill_at"), "timestamp with time zone");
     assert_eq!(
         get("previous_secret_expires_at"),
         "timestamp with time zone"
@@ -299,9 +304,20 @@ async fn mysql_schema_has_the_python_types() {
             .map(|(_, t)| t.as_str())
             .unwrap()
     };
-    // The Python library's 12 columns, then keygate's 4.
-    assert_eq!(types.len(), 16);
+    // The Python library's 12 columns, then keygate's 4, then usage limits' 5.
+    assert_eq!(types.len(), 21);
     assert_eq!(get("created_at"), "datetime(6)");
+    assert_eq!(get("credits_last_refill_at"), "datetime(6)");
+    // MariaDB shows the display width, MySQL 8 does not.
+    assert!(
+        matches!(get("credits_remaining"), "bigint(20)" | "bigint"),
+        "{types:?}"
+    );
+    assert_eq!(get("credits_refill_interval"), "varchar(16)");
+    assert!(
+        matches!(get("rate_limits"), "json" | "longtext"),
+        "{types:?}"
+    );
     assert_eq!(get("previous_secret_expires_at"), "datetime(6)");
     assert_eq!(get("expires_at"), "datetime(6)");
     // MariaDB's JSON is an alias of LONGTEXT with a JSON_VALID check.

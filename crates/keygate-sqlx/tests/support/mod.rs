@@ -44,6 +44,27 @@ impl Store {
     pub fn service(&self) -> ApiKeyService {
         keygate::testing::service(self.repo.clone())
     }
+
+    /// Another repository on the same database through a pool of its own,
+    /// as a second `keygate serve` instance would open it.
+    pub async fn reopen(&self) -> SqlRepository {
+        let repo = match self._cleanup.as_ref().expect("a SQL store") {
+            Cleanup::Dir(dir) => SqlRepository::connect(&sqlite_url(dir.path()))
+                .await
+                .expect("open SQLite again"),
+            Cleanup::PgSchema { schema, .. } => SqlRepository::from(PostgresRepository::from_pool(
+                postgres_pool_in(schema).await,
+            )),
+            Cleanup::MySqlDatabase { url, database } => {
+                SqlRepository::connect_with(&with_database(url, database), mysql_options())
+                    .await
+                    .expect("connect MySQL again")
+            }
+        };
+        // Already migrated by the first one: a no-op that marks it so.
+        repo.migrate().await.expect("migrate again");
+        repo
+    }
 }
 
 impl StoreFixture for Store {
@@ -119,11 +140,16 @@ fn unique_name() -> String {
     format!("kg_{}", uuid::Uuid::new_v4().simple())
 }
 
+fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("keys.db").display())
+}
+
 /// A SQLite file in a fresh temporary directory.
 pub async fn sqlite() -> Option<Store> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let repo = SqlRepository::connect(&url).await.expect("open SQLite");
+    let repo = SqlRepository::connect(&sqlite_url(dir.path()))
+        .await
+        .expect("open SQLite");
     repo.migrate().await.expect("migrate SQLite");
     Some(Store::sql(repo, Cleanup::Dir(dir)))
 }
@@ -145,21 +171,25 @@ pub async fn postgres_pool() -> Option<(PgPool, String)> {
         .await
         .expect("create schema");
     let _ = admin.close().await;
-    let path = schema.clone();
-    let pool = PgPoolOptions::new()
+    Some((postgres_pool_in(&schema).await, schema))
+}
+
+/// A new pool whose connections all use `schema`.
+async fn postgres_pool_in(schema: &str) -> PgPool {
+    let statement = format!("SET search_path TO \"{schema}\"");
+    PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
-            let statement = format!("SET search_path TO \"{path}\"");
+            let statement = statement.clone();
             Box::pin(async move {
                 conn.execute(statement.as_str()).await?;
                 Ok(())
             })
         })
-        .connect(&url)
+        .connect(&postgres_url())
         .await
-        .expect("connect PostgreSQL");
-    Some((pool, schema))
+        .expect("connect PostgreSQL")
 }
 
 /// Wraps a pool from [`postgres_pool`] into a store that drops the schema.
@@ -222,16 +252,19 @@ pub async fn mysql() -> Option<Store> {
         url: url.clone(),
         database: database.clone(),
     };
-    let options = SqlOptions {
-        max_connections: Some(8),
-        acquire_timeout: Duration::from_secs(10),
-        ..SqlOptions::default()
-    };
-    let repo = SqlRepository::connect_with(&with_database(&url, &database), options)
+    let repo = SqlRepository::connect_with(&with_database(&url, &database), mysql_options())
         .await
         .expect("connect MySQL");
     repo.migrate().await.expect("migrate MySQL");
     Some(Store::sql(repo, cleanup))
+}
+
+fn mysql_options() -> SqlOptions {
+    SqlOptions {
+        max_connections: Some(8),
+        acquire_timeout: Duration::from_secs(10),
+        ..SqlOptions::default()
+    }
 }
 
 #[test]
