@@ -187,6 +187,15 @@ macro_rules! store_impls {
                 self.schema.writable::<$dialect>(&self.pool).await?;
                 crate::write::consume_credits::<$dialect>(&self.pool, id, cost, now).await
             }
+            async fn consume_credits_batch(
+                &self,
+                id: &str,
+                costs: &[u64],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<keygate::CreditUse>, keygate::StoreError> {
+                self.schema.writable::<$dialect>(&self.pool).await?;
+                crate::write::consume_batch::<$dialect>(&self.pool, id, costs, now).await
+            }
             async fn touch(
                 &self,
                 uses: &[(String, chrono::DateTime<chrono::Utc>)],

@@ -179,6 +179,15 @@ impl KeyStore for SqlRepository {
         dispatch!(self, r => r.consume_credits(id, cost, now).await)
     }
 
+    async fn consume_credits_batch(
+        &self,
+        id: &str,
+        costs: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<keygate::CreditUse>, StoreError> {
+        dispatch!(self, r => r.consume_credits_batch(id, costs, now).await)
+    }
+
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
         dispatch!(self, r => r.touch(uses).await)
     }

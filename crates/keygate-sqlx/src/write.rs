@@ -320,6 +320,30 @@ where
     for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
     for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
+    let uses = consume_batch::<D>(pool, id, &[cost], now).await?;
+    Ok(uses.into_iter().next().unwrap_or(CreditUse::Refused))
+}
+
+/// `KeyStore::consume_credits_batch`, on every backend: one transaction
+/// (`BEGIN IMMEDIATE` on SQLite, the row locked with `FOR UPDATE`
+/// elsewhere) reads the credits columns, decides each request in order with
+/// `Credits::consume`, and writes the result once, only when something was
+/// taken or refilled.
+pub(crate) async fn consume_batch<D: Dialect>(
+    pool: &Pool<D::DB>,
+    id: &str,
+    costs: &[u64],
+    now: DateTime<Utc>,
+) -> Result<Vec<CreditUse>, StoreError>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
+{
+    if costs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
     let mut qb = SqlBuilder::new(format!(
         "SELECT {} FROM api_keys WHERE id = ",
@@ -332,27 +356,38 @@ where
         .fetch_optional(&mut *tx)
         .await
         .map_err(store_error)?;
-    let credits = match row {
-        None => Err(CreditUse::Refused),
-        Some(row) => match decode_credits::<D>(&row, 0)? {
-            None => Err(CreditUse::Unmetered),
-            Some(mut credits) => {
-                if credits.consume(cost, now) {
-                    Ok(credits)
-                } else {
-                    Err(CreditUse::Refused)
-                }
-            }
-        },
+    let stored = match row {
+        None => None,
+        Some(row) => Some(decode_credits::<D>(&row, 0)?),
     };
-    let credits = match credits {
-        Ok(credits) => credits,
-        Err(used) => {
+    let (before, mut credits) = match stored {
+        None | Some(None) => {
             // Nothing to write: end the transaction (and the row lock) now.
             tx.rollback().await.map_err(store_error)?;
-            return Ok(used);
+            let used = match stored {
+                None => CreditUse::Refused,
+                _ => CreditUse::Unmetered,
+            };
+            return Ok(vec![used; costs.len()]);
         }
+        Some(Some(credits)) => (credits.clone(), credits),
     };
+    let uses: Vec<CreditUse> = costs
+        .iter()
+        .map(|&cost| {
+            if credits.consume(cost, now) {
+                CreditUse::Taken {
+                    remaining: credits.remaining,
+                }
+            } else {
+                CreditUse::Refused
+            }
+        })
+        .collect();
+    if credits == before {
+        tx.rollback().await.map_err(store_error)?;
+        return Ok(uses);
+    }
     let mut qb = SqlBuilder::new("UPDATE api_keys SET credits_remaining = ");
     D::bind(&mut qb, Value::Count(Some(credits.remaining)));
     qb.push(", credits_last_refill_at = ");
@@ -365,9 +400,7 @@ where
         .await
         .map_err(store_error)?;
     tx.commit().await.map_err(store_error)?;
-    Ok(CreditUse::Taken {
-        remaining: credits.remaining,
-    })
+    Ok(uses)
 }
 
 /// What a returned `credits_remaining` says: NULL, unmetered; else taken.

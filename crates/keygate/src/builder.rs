@@ -203,6 +203,7 @@ impl ServiceBuilder {
                 self.shared_limiter_timeout,
                 self.shared_limiter_retry,
             ),
+            credit_queues: Arc::default(),
         }))
     }
 }

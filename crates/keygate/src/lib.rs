@@ -32,6 +32,7 @@ mod builder;
 mod cache;
 mod change;
 mod clock;
+mod credit_queue;
 mod entity;
 mod error;
 mod filter;

@@ -167,6 +167,33 @@ impl KeyStore for InMemoryRepository {
         })
     }
 
+    async fn consume_credits_batch(
+        &self,
+        id: &str,
+        costs: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CreditUse>, StoreError> {
+        let mut t = self.write();
+        let Some(key) = t.by_id.get_mut(id) else {
+            return Ok(vec![CreditUse::Refused; costs.len()]);
+        };
+        let Some(credits) = &mut key.credits else {
+            return Ok(vec![CreditUse::Unmetered; costs.len()]);
+        };
+        Ok(costs
+            .iter()
+            .map(|&cost| {
+                if credits.consume(cost, now) {
+                    CreditUse::Taken {
+                        remaining: credits.remaining,
+                    }
+                } else {
+                    CreditUse::Refused
+                }
+            })
+            .collect())
+    }
+
     async fn touch(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
         let mut t = self.write();
         for (id, at) in uses {

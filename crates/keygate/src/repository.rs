@@ -74,6 +74,28 @@ pub trait KeyStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<CreditUse, StoreError>;
 
+    /// Takes credits for several requests of key `id` as **one** atomic
+    /// operation: request `i` costs `costs[i]` and is decided as by
+    /// [`consume_credits`](Self::consume_credits), after the requests before
+    /// it (granted in order while credits last; a refused one takes
+    /// nothing). Returns one [`CreditUse`] per request, in order.
+    ///
+    /// The service batches the requests of a busy metered key through this,
+    /// so a store should override the default (one `consume_credits` per
+    /// request: exact, but one round trip each) with a single transaction.
+    async fn consume_credits_batch(
+        &self,
+        id: &str,
+        costs: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CreditUse>, StoreError> {
+        let mut uses = Vec::with_capacity(costs.len());
+        for &cost in costs {
+            uses.push(self.consume_credits(id, cost, now).await?);
+        }
+        Ok(uses)
+    }
+
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())

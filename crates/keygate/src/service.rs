@@ -35,6 +35,7 @@ pub(crate) struct Inner {
     pub(crate) success_delay: Option<DelayRange>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limiters: Limiters,
+    pub(crate) credit_queues: Arc<crate::credit_queue::CreditQueues>,
 }
 
 /// A successful verification: the key, and what the request used of its

@@ -182,7 +182,12 @@ impl ApiKeyService {
                 }
             }
         };
-        match self.inner.repo.consume_credits(&key.id, cost, now).await {
+        let inner = &self.inner;
+        match inner
+            .credit_queues
+            .consume(&inner.repo, &key.id, cost, now)
+            .await
+        {
             Ok(CreditUse::Taken { remaining }) => {
                 usage.remaining = Some(remaining);
                 let mut left = credits.at(now);

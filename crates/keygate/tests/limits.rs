@@ -277,3 +277,133 @@ async fn cost_is_bounded() {
     };
     assert_eq!(errors[0].field, "cost");
 }
+
+/// A store whose credit operations take a millisecond and are counted.
+struct SlowCredits {
+    inner: InMemoryRepository,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl keygate::KeyStore for SlowCredits {
+    async fn get(&self, id: &str) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn get_by_key_id(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+        self.inner.get_by_key_id(key_id).await
+    }
+    async fn insert(
+        &self,
+        key: &keygate::ApiKey,
+        audit: &keygate::Audit,
+    ) -> Result<(), keygate::StoreError> {
+        self.inner.insert(key, audit).await
+    }
+    async fn update(
+        &self,
+        id: &str,
+        change: &keygate::KeyChange,
+        audit: &keygate::Audit,
+    ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+        self.inner.update(id, change, audit).await
+    }
+    async fn delete(
+        &self,
+        id: &str,
+        audit: &keygate::Audit,
+    ) -> Result<Option<keygate::ApiKey>, keygate::StoreError> {
+        self.inner.delete(id, audit).await
+    }
+    async fn consume_credits(
+        &self,
+        id: &str,
+        cost: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<keygate::CreditUse, keygate::StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.inner.consume_credits(id, cost, now).await
+    }
+    async fn consume_credits_batch(
+        &self,
+        id: &str,
+        costs: &[u64],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<keygate::CreditUse>, keygate::StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.inner.consume_credits_batch(id, costs, now).await
+    }
+    async fn touch(
+        &self,
+        uses: &[(String, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), keygate::StoreError> {
+        self.inner.touch(uses).await
+    }
+}
+
+#[async_trait]
+impl keygate::KeySearch for SlowCredits {
+    async fn find(
+        &self,
+        filter: &keygate::ApiKeyFilter,
+    ) -> Result<Vec<keygate::ApiKey>, keygate::StoreError> {
+        self.inner.find(filter).await
+    }
+    async fn count(&self, filter: &keygate::ApiKeyFilter) -> Result<u64, keygate::StoreError> {
+        self.inner.count(filter).await
+    }
+}
+
+#[async_trait]
+impl keygate::AuditLog for SlowCredits {
+    async fn events(
+        &self,
+        filter: &keygate::EventFilter,
+    ) -> Result<Vec<keygate::AuditEvent>, keygate::StoreError> {
+        self.inner.events(filter).await
+    }
+    async fn count_events(
+        &self,
+        filter: &keygate::EventFilter,
+    ) -> Result<u64, keygate::StoreError> {
+        self.inner.count_events(filter).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_of_one_key_share_store_round_trips() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = SlowCredits {
+        inner: InMemoryRepository::new(),
+        calls: calls.clone(),
+    };
+    let service = service_with(store, |b| b);
+    let (_, key) = service
+        .create(NewApiKey::named("hot").with_credits(Credits::new(150)))
+        .await
+        .unwrap();
+    let key = Arc::new(key.expose().to_owned());
+    service.verify_with(&key, NONE, 0).await.unwrap();
+    calls.store(0, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (service, key) = (service.clone(), key.clone());
+            tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            "ok" => ok += 1,
+            "usage_exceeded" => {}
+            other => panic!("unexpected outcome {other}"),
+        }
+    }
+    assert_eq!(ok, 150, "exactly the credits");
+    let calls = calls.load(Ordering::SeqCst);
+    assert!(calls <= 3, "{calls} store calls for 200 requests");
+}

@@ -332,3 +332,108 @@ pub async fn metered_verify_through_service(repo: Repo) {
     assert_eq!(v.usage.remaining, Some(7));
     assert_eq!(v.usage.rate_limits[0].remaining, 0);
 }
+
+/// `consume_credits_batch` decides each request in order, as one
+/// `consume_credits` after another would: refusals take nothing, a due
+/// refill is applied once, keys without credits are unmetered, unknown ids
+/// are refused.
+pub async fn consume_credits_batch_grants_in_order(repo: Repo) {
+    let mut k = key(Some("batched"), &[]);
+    k.credits = Some(Credits::new(5));
+    put(&repo, &k).await.unwrap();
+    let uses = repo
+        .consume_credits_batch(&k.id, &[2, 4, 1, 0, 3, 1, 1], at(0))
+        .await
+        .unwrap();
+    let taken = |remaining| CreditUse::Taken { remaining };
+    assert_eq!(
+        uses,
+        [
+            taken(3),
+            CreditUse::Refused,
+            taken(2),
+            taken(2),
+            CreditUse::Refused,
+            taken(1),
+            taken(0)
+        ]
+    );
+    assert_eq!(
+        repo.get(&k.id).await.unwrap().unwrap().credits,
+        Some(Credits::new(0))
+    );
+
+    let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let mut daily = key(Some("batched-daily"), &[]);
+    daily.credits = Some(Credits {
+        last_refill_at: Some(t("2030-01-01T00:00:00Z")),
+        ..Credits::new(1).refilled(3, RefillInterval::Daily)
+    });
+    put(&repo, &daily).await.unwrap();
+    let uses = repo
+        .consume_credits_batch(&daily.id, &[2, 2, 1, 1], t("2030-01-02T08:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        uses,
+        [taken(1), CreditUse::Refused, taken(0), CreditUse::Refused]
+    );
+    let stored = repo.get(&daily.id).await.unwrap().unwrap().credits.unwrap();
+    assert_eq!(
+        (stored.remaining, stored.last_refill_at),
+        (0, Some(t("2030-01-02T00:00:00Z"))),
+        "refilled once, at the start of the day"
+    );
+
+    let free = key(Some("free-batch"), &[]);
+    put(&repo, &free).await.unwrap();
+    assert_eq!(
+        repo.consume_credits_batch(&free.id, &[1, 1000], at(0))
+            .await
+            .unwrap(),
+        [CreditUse::Unmetered, CreditUse::Unmetered]
+    );
+    assert_eq!(
+        repo.consume_credits_batch("0123456789abcdef0123456789abcdef", &[1, 1], at(0))
+            .await
+            .unwrap(),
+        [CreditUse::Refused, CreditUse::Refused]
+    );
+    assert!(repo
+        .consume_credits_batch(&free.id, &[], at(0))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Eight batches of 25 race with 50 single requests for 60 credits:
+/// exactly 60 are granted.
+pub async fn race_credit_batches(repo: Repo) {
+    let mut k = key(Some("race-batches"), &[]);
+    k.credits = Some(Credits::new(60));
+    put(&repo, &k).await.unwrap();
+    let start = Arc::new(Barrier::new(58));
+    let mut tasks = Vec::new();
+    for i in 0..58 {
+        let (repo, id, start) = (repo.clone(), k.id.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let uses = if i < 8 {
+                repo.consume_credits_batch(&id, &[1; 25], at(0)).await
+            } else {
+                repo.consume_credits(&id, 1, at(0)).await.map(|u| vec![u])
+            };
+            let uses = uses.expect("no store error under contention");
+            uses.iter()
+                .filter(|u| matches!(u, CreditUse::Taken { .. }))
+                .count()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += t.await.unwrap();
+    }
+    assert_eq!(granted, 60);
+    let stored = repo.get(&k.id).await.unwrap().unwrap();
+    assert_eq!(stored.credits.unwrap().remaining, 0);
+}

@@ -102,6 +102,8 @@ macro_rules! conformance_tests {
             race_add_credits_against_use,
             limit_filters_match_reference,
             metered_verify_through_service,
+            consume_credits_batch_grants_in_order,
+            race_credit_batches,
         );
     };
     ($setup:path; $($check:ident),+ $(,)?) => {
