@@ -5,6 +5,7 @@ Narrow adjustments, each explained where it is made; every check stays on.
 
 import json
 import os
+import re
 import urllib.parse
 import urllib.request
 
@@ -62,6 +63,30 @@ INEXPRESSIBLE = (
 )
 
 
+# The same, for fields named with an array index (`rate_limits.1.name`):
+# (field pattern, start of the 422 message).
+INEXPRESSIBLE_INDEXED = (
+    # SPEC §12: the rate-limit windows of a key have distinct names (they
+    # name the windows in `usage`). JSON Schema's `uniqueItems` compares
+    # whole items, so two windows with one name and different limits are
+    # schema-valid; the server rightly refuses them.
+    (re.compile(r"rate_limits\.\d+\.name"), "duplicate window name"),
+)
+
+
+def _inexpressible(issue):
+    """The INEXPRESSIBLE or INEXPRESSIBLE_INDEXED problem a 422 issue is,
+    as `field: message`, or None."""
+    field, msg = issue.get("field"), str(issue.get("msg", ""))
+    for known, message in INEXPRESSIBLE:
+        if field == known and msg.startswith(message):
+            return f"{known}: {message}"
+    for pattern, message in INEXPRESSIBLE_INDEXED:
+        if isinstance(field, str) and pattern.fullmatch(field) and msg.startswith(message):
+            return f"{pattern.pattern}: {message}"
+    return None
+
+
 def _inexpressible_refusals(response):
     """The INEXPRESSIBLE problems a 422 lists, or None when it is not a 422
     or lists any other problem."""
@@ -75,14 +100,10 @@ def _inexpressible_refusals(response):
         return None
     found = set()
     for issue in detail:
-        known = [
-            f"{field}: {message}"
-            for field, message in INEXPRESSIBLE
-            if issue.get("field") == field and str(issue.get("msg", "")).startswith(message)
-        ]
-        if not known:
+        known = _inexpressible(issue) if isinstance(issue, dict) else None
+        if known is None:
             return None
-        found.update(known)
+        found.add(known)
     return sorted(found)
 
 
@@ -103,9 +124,10 @@ def filter_failure(context, failure, case, response):
 
     ST202 (`positive_data_acceptance`): a schema-valid request refused with a
     422 that names only constraints JSON Schema cannot express (INEXPRESSIBLE
-    above: an `expires_at` in the past, a time outside the years 1000-9999
-    in UTC or on a leap second, a `meta` above 8 KiB). Those refusals are right. Any other 422 (or 400) on a
-    schema-valid request still fails.
+    and INEXPRESSIBLE_INDEXED above: an `expires_at` in the past, a time
+    outside the years 1000-9999 in UTC or on a leap second, a `meta` above
+    8 KiB, two rate-limit windows with one name). Those refusals are right.
+    Any other 422 (or 400) on a schema-valid request still fails.
 
     ST301 (`use_after_free`): `GET /api-keys/{id}/events` answers 200 after
     `DELETE /api-keys/{id}`. By design, audit events outlive their key

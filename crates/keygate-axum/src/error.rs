@@ -1,12 +1,21 @@
 //! The one place where keygate's errors become HTTP responses.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keygate::{Error, FieldError};
+use keygate::{Error, FieldError, WindowUsage};
 use serde_json::{json, Value};
+
+/// `RateLimit-Limit`: the limit of the window with the least room.
+pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining`: what that window has left.
+pub(crate) const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset`: whole seconds (rounded up) until it reopens.
+pub(crate) const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Every error a keygate route answers with, as an HTTP response.
 ///
@@ -26,6 +35,14 @@ use serde_json::{json, Value};
 /// let busy = ApiError::from(keygate::Error::Overloaded).into_response();
 /// assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(busy.headers()["retry-after"], "1");
+///
+/// // Credits used up, refilled in 90.5 s: 429, retry in 91 s.
+/// let spent = keygate::Error::UsageExceeded {
+///     retry_after: Some(std::time::Duration::from_millis(90_500)),
+/// };
+/// let spent = ApiError::from(spent).into_response();
+/// assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS);
+/// assert_eq!(spent.headers()["retry-after"], "91");
 ///
 /// // In a handler:
 /// async fn handler() -> Result<&'static str, ApiError> {
@@ -106,6 +123,9 @@ impl ApiError {
                 Error::KeyInactive | Error::KeyExpired | Error::InvalidScopes { .. } => {
                     StatusCode::FORBIDDEN
                 }
+                Error::RateLimited { .. } | Error::UsageExceeded { .. } => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 Error::NotFound => StatusCode::NOT_FOUND,
                 Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::Conflict(_) => StatusCode::CONFLICT,
@@ -130,6 +150,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut challenge: Option<HeaderValue> = None;
         let mut retry_after: Option<HeaderValue> = None;
+        let mut full_window: Option<WindowUsage> = None;
         let detail: Value = match self {
             Self::Keygate(e) => match &e {
                 Error::KeyNotProvided => {
@@ -145,6 +166,20 @@ impl IntoResponse for ApiError {
                 Error::InvalidScopes { required, .. } => {
                     challenge = Some(scope_challenge(required));
                     json!(e.to_string())
+                }
+                Error::RateLimited {
+                    retry_after: wait,
+                    window,
+                } => {
+                    retry_after = Some(whole_seconds(*wait));
+                    full_window = Some(window.clone());
+                    json!("API key rate limit exceeded")
+                }
+                Error::UsageExceeded { retry_after: wait } => {
+                    // Only when a refill is scheduled: otherwise waiting
+                    // does not help.
+                    retry_after = wait.map(whole_seconds);
+                    json!("API key usage exceeded")
                 }
                 Error::NotFound => json!("API key not found"),
                 Error::Validation(errors) => field_errors("body", errors),
@@ -180,8 +215,41 @@ impl IntoResponse for ApiError {
         if let Some(value) = retry_after {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
+        if let Some(window) = full_window {
+            // The refused request took nothing; the window has no room for it.
+            insert_rate_limit(response.headers_mut(), &window, 0);
+        }
         response
     }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` (given) and `RateLimit-Reset`
+/// of `window`.
+pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, window: &WindowUsage, remaining: u64) {
+    headers.insert(RATELIMIT_LIMIT, integer(window.limit));
+    headers.insert(RATELIMIT_REMAINING, integer(remaining));
+    headers.insert(
+        RATELIMIT_RESET,
+        whole_seconds(Duration::from_millis(window.reset_ms)),
+    );
+}
+
+/// A duration as whole seconds, rounded up, at least 1: a client that waits
+/// this long never comes back too early, and never is told to retry at once.
+pub(crate) fn whole_seconds(d: Duration) -> HeaderValue {
+    let seconds = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    integer(seconds.max(1))
+}
+
+/// `n` as a header value, in one allocation of its exact size
+/// (`HeaderValue::from(u64)` takes two: it grows a buffer, then shrinks it).
+fn integer(n: u64) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 20]; // u64::MAX has 20 digits
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{n}").map(|()| 20 - rest.len()).unwrap_or(0);
+    // Digits are always a valid header value.
+    HeaderValue::from_bytes(&buf[..written]).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// `Bearer error="insufficient_scope", scope="read write"` (RFC 6750 §3).
@@ -200,16 +268,41 @@ fn field_errors(location: &str, errors: &[FieldError]) -> Value {
     errors
         .iter()
         .map(|e| {
+            let field = dotted(&e.field);
             let mut loc = vec![json!(location)];
             loc.extend(
-                e.field
+                field
                     .split('.')
                     .filter(|s| !s.is_empty())
                     .map(|s| s.parse::<u64>().map_or_else(|_| json!(s), |i| json!(i))),
             );
-            json!({ "loc": loc, "field": e.field, "msg": e.message })
+            json!({ "loc": loc, "field": field, "msg": e.message })
         })
         .collect()
+}
+
+/// A field path as the HTTP API writes it: the core's `rate_limits[1].name`
+/// becomes `rate_limits.1.name`, the form serde errors take (`scopes.1`).
+fn dotted(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close) if close > 0 && after[..close].bytes().all(|b| b.is_ascii_digit()) => {
+                out.push_str(&rest[..open]);
+                out.push('.');
+                out.push_str(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<BytesRejection> for ApiError {
@@ -237,5 +330,67 @@ impl From<PathRejection> for ApiError {
             StatusCode::BAD_REQUEST,
             format!("Invalid path: {}", rejection.body_text()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_indexes_become_dotted() {
+        for (core, http) in [
+            ("rate_limits[1].name", "rate_limits.1.name"),
+            ("rate_limits[12]", "rate_limits.12"),
+            ("credits.remaining", "credits.remaining"),
+            ("meta.a[b].c", "meta.a[b].c"),
+            ("meta.x[]", "meta.x[]"),
+            ("a[1][2]", "a.1.2"),
+            ("", ""),
+        ] {
+            assert_eq!(dotted(core), http, "{core}");
+        }
+    }
+
+    #[test]
+    fn seconds_round_up_and_are_never_zero() {
+        for (ms, header) in [
+            (0, "1"),
+            (1, "1"),
+            (999, "1"),
+            (1000, "1"),
+            (1001, "2"),
+            (86_400_000, "86400"),
+        ] {
+            assert_eq!(whole_seconds(Duration::from_millis(ms)), header, "{ms}");
+        }
+        assert_eq!(whole_seconds(Duration::from_nanos(2_000_000_001)), "3");
+        for n in [0, 7, 10, 1_000_000_000, u64::MAX] {
+            assert_eq!(integer(n), n.to_string().as_str());
+        }
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_every_header() {
+        let e = Error::RateLimited {
+            retry_after: Duration::from_millis(2_500),
+            window: WindowUsage {
+                name: "burst".into(),
+                limit: 10,
+                remaining: 3,
+                reset_ms: 2_500,
+            },
+        };
+        let r = ApiError::from(e).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = r.headers();
+        assert_eq!(h[RETRY_AFTER], "3");
+        assert_eq!(h[RATELIMIT_LIMIT], "10");
+        assert_eq!(h[RATELIMIT_REMAINING], "0");
+        assert_eq!(h[RATELIMIT_RESET], "3");
+        let spent = ApiError::from(Error::UsageExceeded { retry_after: None }).into_response();
+        assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(spent.headers().get(RETRY_AFTER).is_none());
+        assert!(spent.headers().get(RATELIMIT_LIMIT).is_none());
     }
 }

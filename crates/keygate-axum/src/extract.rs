@@ -80,31 +80,47 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedKey {
 pub trait RequiredScopes: Send + Sync + 'static {
     /// Every scope the key must hold, in the order reported on refusal.
     const SCOPES: &'static [&'static str];
+    /// What one request takes from the key's rate limits and credits
+    /// (0..=1000, default 1; see [`RequireScopes::cost`](crate::RequireScopes::cost)).
+    /// A value above 1000 fails the build of the route that extracts
+    /// [`Scoped`] with it.
+    const COST: u64 = 1;
 }
 
-/// Declares a [`RequiredScopes`] marker type in one line.
+/// Declares a [`RequiredScopes`] marker type in one line, optionally with
+/// a cost per request.
 ///
 /// ```
 /// keygate_axum::required_scopes!(pub ReadWrite = ["read", "write"]);
+/// keygate_axum::required_scopes!(pub Export = ["export"], cost = 5);
 /// use keygate_axum::RequiredScopes;
 /// assert_eq!(ReadWrite::SCOPES, ["read", "write"]);
+/// assert_eq!((ReadWrite::COST, Export::COST), (1, 5));
 /// ```
 #[macro_export]
 macro_rules! required_scopes {
     ($(#[$meta:meta])* $vis:vis $name:ident = [$($scope:literal),* $(,)?]) => {
+        $crate::required_scopes!($(#[$meta])* $vis $name = [$($scope),*], cost = 1);
+    };
+    ($(#[$meta:meta])* $vis:vis $name:ident = [$($scope:literal),* $(,)?], cost = $cost:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy)]
         $vis struct $name;
         impl $crate::RequiredScopes for $name {
             const SCOPES: &'static [&'static str] = &[$($scope),*];
+            const COST: u64 = $cost;
         }
     };
 }
 
 /// Extractor that verifies the request's key against the scopes of the
-/// marker `R`: the typed alternative to [`RequireScopes`](crate::RequireScopes).
-/// The router state must give a [`KeyVerifier`] through
-/// [`FromRef`].
+/// marker `R`, at the marker's [`COST`](RequiredScopes::COST): the typed
+/// alternative to [`RequireScopes`](crate::RequireScopes). The router
+/// state must give a [`KeyVerifier`] through [`FromRef`].
+///
+/// Refusals are the layer's (429 with `Retry-After` and `RateLimit-*`
+/// included). An extractor cannot add headers to the handler's response:
+/// successful responses get `RateLimit-*` headers only behind the layer.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -150,11 +166,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        const {
+            assert!(
+                R::COST <= keygate::MAX_COST,
+                "RequiredScopes::COST is above keygate::MAX_COST (1000)"
+            )
+        };
         let verifier = KeyVerifier::from_ref(state);
-        let key = verifier
-            .verify(&parts.headers, &parts.uri, R::SCOPES)
+        let verified = verifier
+            .verify_with(&parts.headers, &parts.uri, R::SCOPES, R::COST)
             .await?;
-        Ok(Self(key, PhantomData))
+        Ok(Self(verified.key, PhantomData))
     }
 }
 

@@ -6,7 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use keygate::{ApiKeyFilter, ApiKeyUpdate, FieldError, Meta, NewApiKey, MAX_SCOPES_PER_LIST};
+use keygate::{
+    ApiKeyFilter, ApiKeyUpdate, Credits, FieldError, Meta, NewApiKey, RateLimit, Usage, MAX_COST,
+    MAX_SCOPES_PER_LIST,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,7 +20,8 @@ use crate::management::{
     check_limit, AppState, Editor, EntityId, Page, PageParams, DEFAULT_PAGE_LIMIT,
 };
 use crate::schemas::{
-    ApiKeyFilterSchema, ApiKeySchema, ErrorBody, Scope, UpdateApiKeySchema, ValidationErrorBody,
+    ApiKeyFilterSchema, ApiKeySchema, CreditsSchema, ErrorBody, RateLimitSchema, Scope,
+    UpdateApiKeySchema, ValidationErrorBody, VerifiedApiKeySchema,
 };
 
 /// Body of `POST /api-keys`.
@@ -45,6 +49,13 @@ pub(crate) struct CreateApiKey {
     /// (compact JSON), returned with the entity.
     #[schema(value_type = Option<Object>)]
     meta: Option<Meta>,
+    /// Rate-limit windows (1 to 8, names unique); absent or `null`: no
+    /// rate limit.
+    #[schema(value_type = Option<Vec<RateLimitSchema>>, min_items = 1, max_items = 8)]
+    rate_limits: Option<Vec<RateLimit>>,
+    /// Usage credits; absent or `null`: unlimited.
+    #[schema(value_type = Option<CreditsSchema>)]
+    credits: Option<Credits>,
 }
 
 /// Answer of `POST /api-keys` and `POST /api-keys/{id}/rotate`: the
@@ -67,6 +78,24 @@ pub(crate) struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Scope>, max_items = 100)]
     required_scopes: Vec<String>,
+    /// What this request takes from the key's rate limits and credits (0
+    /// to 1000, default 1). 0 checks that one more request would pass and
+    /// takes nothing.
+    #[serde(default = "one")]
+    #[schema(minimum = 0, maximum = 1000, default = 1)]
+    cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Answer of `POST /api-keys/verify`: the entity's fields and `usage`.
+#[derive(Serialize)]
+pub(crate) struct VerifiedApiKey<'a> {
+    #[serde(flatten)]
+    entity: &'a keygate::ApiKey,
+    usage: &'a Usage,
 }
 
 /// Answer of `POST /api-keys/search`.
@@ -125,6 +154,8 @@ pub(crate) async fn create(
         scopes: body.scopes.unwrap_or_default(),
         owner_id: body.owner_id,
         meta: body.meta,
+        rate_limits: body.rate_limits,
+        credits: body.credits,
         ..NewApiKey::default()
     };
     let (entity, key) = service.create(new).await?;
@@ -296,9 +327,10 @@ pub(crate) async fn search(
     }))
 }
 
-/// The `offset` and `limit` of a filter body, checked wherever they are
-/// used or ignored: `limit` 1..=100, `offset` at most `i64::MAX` (what
-/// every store can page by).
+/// The numbers of a filter body, checked wherever they are used or
+/// ignored: `limit` 1..=100, `offset` at most `i64::MAX` (what every store
+/// can page by), `credits_below` at most `i64::MAX` (the `int64` the
+/// document promises; no key holds more than 10^18 credits).
 fn check_body_paging(filter: &ApiKeyFilter) -> Result<()> {
     let mut errors = Vec::new();
     if let Some(limit) = filter.limit {
@@ -309,6 +341,15 @@ fn check_body_paging(filter: &ApiKeyFilter) -> Result<()> {
     if i64::try_from(filter.offset).is_err() {
         errors.push(FieldError::new(
             "offset",
+            format!("must be at most {}", i64::MAX),
+        ));
+    }
+    if filter
+        .credits_below
+        .is_some_and(|n| i64::try_from(n).is_err())
+    {
+        errors.push(FieldError::new(
+            "credits_below",
             format!("must be at most {}", i64::MAX),
         ));
     }
@@ -339,16 +380,17 @@ pub(crate) async fn count(
     }))
 }
 
-/// Check a key and its scopes (no admin key needed). Records a use.
+/// Check a key and its scopes (no admin key needed), and take `cost` from
+/// its usage limits. Records a use.
 #[utoipa::path(post, path = "/api-keys/verify", tag = "api-keys",
     request_body = VerifyRequest,
     responses(
-        (status = 200, description = "The key is valid and holds every required scope", body = ApiKeySchema),
+        (status = 200, description = "The key is valid, holds every required scope and had room for the cost: the entity and its `usage` after this request", body = VerifiedApiKeySchema),
         (status = 401, description = "Missing, malformed, unknown or wrong key", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer` for a missing key, `Bearer error=\"invalid_token\"` for a bad one"))),
         (status = 403, description = "Inactive, expired, or a required scope missing", body = ErrorBody),
         (status = 415, description = "Body without a JSON content type", body = ErrorBody),
-        (status = 422, description = "Invalid body: a required scope that is not a scope, more than 100 of them, a field given twice", body = ValidationErrorBody),
+        (status = 422, description = "Invalid body: a required scope that is not a scope, more than 100 of them, a cost outside 0..=1000, a field given twice", body = ValidationErrorBody),
     ))]
 pub(crate) async fn verify(
     State(s): State<AppState>,
@@ -363,7 +405,7 @@ pub(crate) async fn verify(
             ),
         ));
     }
-    let bad: Vec<FieldError> = body
+    let mut bad: Vec<FieldError> = body
         .required_scopes
         .iter()
         .enumerate()
@@ -375,12 +417,19 @@ pub(crate) async fn verify(
             )
         })
         .collect();
+    if body.cost > MAX_COST {
+        bad.push(FieldError::new("cost", format!("must be 0 to {MAX_COST}")));
+    }
     if !bad.is_empty() {
         return Err(keygate::Error::Validation(bad).into());
     }
-    let key = s
+    let verified = s
         .service
-        .verify(&body.api_key, &body.required_scopes)
+        .verify_with(&body.api_key, &body.required_scopes, body.cost)
         .await?;
-    Ok(Json(&*key).into_response())
+    Ok(Json(VerifiedApiKey {
+        entity: &verified.key,
+        usage: &verified.usage,
+    })
+    .into_response())
 }

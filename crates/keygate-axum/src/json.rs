@@ -37,21 +37,33 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 /// JSON (and JSON Schema) count `16.0` as the integer 16; serde refuses
-/// it for an integer field. Top-level numbers without a fractional part
-/// become integers: every integer field of every body is top-level, and
-/// nested values (`meta`) stay exactly as sent.
+/// it for an integer field. Numbers without a fractional part become
+/// integers at any depth (`credits.remaining`, `rate_limits[0].limit`),
+/// except under the top-level `meta`, the application's own data, which is
+/// stored exactly as sent.
 fn integral_floats_as_integers(object: &mut Map<String, Value>) {
-    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-    for value in object.values_mut() {
-        let Some(f) = value.as_f64().filter(|_| value.is_f64()) else {
-            continue;
-        };
-        // In range, the casts are exact: `f` is an integer below 2^64.
-        if f.fract() == 0.0 && (0.0..2.0 * TWO_POW_63).contains(&f) {
-            *value = Value::from(f as u64);
-        } else if f.fract() == 0.0 && (-TWO_POW_63..0.0).contains(&f) {
-            *value = Value::from(f as i64);
+    for (key, value) in object.iter_mut() {
+        if key != "meta" {
+            integral_float_as_integer(value);
         }
+    }
+}
+
+fn integral_float_as_integer(value: &mut Value) {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(integral_float_as_integer),
+        Value::Object(object) => object.values_mut().for_each(integral_float_as_integer),
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return };
+            // In range, the casts are exact: `f` is an integer below 2^64.
+            if f.fract() == 0.0 && (0.0..2.0 * TWO_POW_63).contains(&f) {
+                *value = Value::from(f as u64);
+            } else if f.fract() == 0.0 && (-TWO_POW_63..0.0).contains(&f) {
+                *value = Value::from(f as i64);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -243,17 +255,23 @@ mod tests {
     }
 
     #[test]
-    fn integral_floats_read_as_integers_at_the_top_level_only() {
+    fn integral_floats_read_as_integers_except_in_meta() {
         #[derive(serde::Deserialize, Debug)]
         struct Page {
             limit: u64,
             offset: i64,
             meta: serde_json::Value,
+            #[serde(default)]
+            nested: Vec<std::collections::BTreeMap<String, u64>>,
         }
-        let page: Page =
-            parse_json(br#"{"limit": 16.0, "offset": -2.0, "meta": {"x": 1.0}}"#).unwrap();
+        let page: Page = parse_json(
+            br#"{"limit": 16.0, "offset": -2.0, "meta": {"x": 1.0, "l": [2.0]}, "nested": [{"n": 3.0}]}"#,
+        )
+        .unwrap();
         assert_eq!((page.limit, page.offset), (16, -2));
         assert_eq!(page.meta["x"].to_string(), "1.0");
+        assert_eq!(page.meta["l"][0].to_string(), "2.0");
+        assert_eq!(page.nested[0]["n"], 3);
         for bad in [
             r#"{"limit": 16.5}"#,
             r#"{"limit": 1e30}"#,

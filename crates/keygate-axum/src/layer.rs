@@ -1,5 +1,5 @@
 //! `RequireScopes`: a tower layer that lets a request through only with a
-//! key holding every required scope.
+//! key holding every required scope, and within its usage limits.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,10 +10,10 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderMap, Request, Response, Uri};
 use axum::response::IntoResponse;
 use axum::BoxError;
-use keygate::{ApiKey, ApiKeyService, Error, FieldError};
+use keygate::{ApiKey, ApiKeyService, Error, FieldError, Usage, Verified, MAX_COST};
 use tower::{Layer, Service};
 
-use crate::error::ApiError;
+use crate::error::{insert_rate_limit, ApiError, RATELIMIT_LIMIT};
 use crate::extract::VerifiedKey;
 use crate::sources::KeySources;
 
@@ -106,7 +106,8 @@ impl KeyVerifier {
         RequireScopes::new(self.service.clone(), scopes).with_sources(self.sources)
     }
 
-    /// Finds the key in the request and verifies it against `required`.
+    /// Finds the key in the request and verifies it against `required`, at
+    /// a cost of 1 (see [`verify_with`](Self::verify_with)).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -128,19 +129,59 @@ impl KeyVerifier {
         uri: &Uri,
         required: &[S],
     ) -> Result<Arc<ApiKey>, ApiError> {
+        Ok(self.verify_with(headers, uri, required, 1).await?.key)
+    }
+
+    /// Finds the key in the request, verifies it against `required` and
+    /// takes `cost` (0..=1000) from its rate limits and credits (see
+    /// [`ApiKeyService::verify_with`]). Returns the key and what the
+    /// request used of its limits.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use axum::http::{HeaderMap, Uri};
+    /// use keygate::{Credits, NewApiKey};
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let (_, key) = service.create(NewApiKey::named("metered").with_credits(Credits::new(10))).await.unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("authorization", format!("Bearer {}", key.expose()).parse().unwrap());
+    /// let uri: Uri = "/".parse().unwrap();
+    /// let verified = verifier.verify_with(&headers, &uri, &[""; 0], 4).await.unwrap();
+    /// assert_eq!(verified.usage.remaining, Some(6));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify), plus 429 when a rate-limit window or the
+    /// credits have no room for `cost` (nothing is taken then).
+    pub async fn verify_with<S: AsRef<str>>(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        required: &[S],
+        cost: u64,
+    ) -> Result<Verified, ApiError> {
         let raw = self
             .sources
             .find(headers, uri)?
             .ok_or(Error::KeyNotProvided)?;
-        Ok(self.service.verify(&raw, required).await?)
+        Ok(self.service.verify_with(&raw, required, cost).await?)
     }
 }
 
 /// A tower [`Layer`] that admits a request only with a key holding **every**
-/// given scope, and hands the verified key to the inner service as a
-/// [`VerifiedKey`] request extension. Refusals are answered by
-/// [`ApiError`] (401, 403 or 503 as the SPEC's table says); the inner
-/// service is not called.
+/// given scope and room in its usage limits for the route's
+/// [`cost`](Self::cost) (1 unless set), and hands the verified key to the
+/// inner service as a [`VerifiedKey`] request extension. Refusals are
+/// answered by [`ApiError`] (401, 403, 429 or 503 as the SPEC's tables
+/// say); the inner service is not called.
+///
+/// When the key has rate limits, the response of an admitted request
+/// carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+/// (whole seconds, rounded up) for the window with the least room left
+/// ([`Usage::tightest`]), unless the inner service set `RateLimit-Limit`
+/// itself. Keys without rate limits get no such headers.
 ///
 /// Works with [`Router::route_layer`](axum::Router::route_layer) and with any
 /// tower `Service<http::Request<B>>` (tonic, hyper, `service_fn`).
@@ -163,6 +204,7 @@ impl KeyVerifier {
 pub struct RequireScopes {
     verifier: KeyVerifier,
     scopes: Arc<[String]>,
+    cost: u64,
 }
 
 impl RequireScopes {
@@ -209,7 +251,41 @@ impl RequireScopes {
         Ok(Self {
             verifier: KeyVerifier::new(service),
             scopes: scopes.into(),
+            cost: 1,
         })
+    }
+
+    /// What one request to the route takes from the key's rate-limit
+    /// windows and credits (default 1). 0 admits a request only when one
+    /// more of cost 1 would pass, and takes nothing.
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// // An expensive export: 5 units of the key's limits per request.
+    /// let layer = keygate_axum::RequireScopes::new(service, ["export"]).cost(5);
+    /// assert_eq!(layer.request_cost(), 5);
+    /// ```
+    ///
+    /// # Panics
+    /// When `cost` is above [`MAX_COST`] (1000): like an invalid scope, a
+    /// programming error in the route's declaration.
+    pub fn cost(mut self, cost: u64) -> Self {
+        assert!(
+            cost <= MAX_COST,
+            "RequireScopes: cost {cost} is above the maximum of {MAX_COST}"
+        );
+        self.cost = cost;
+        self
+    }
+
+    /// What one request takes from the key's limits (see [`cost`](Self::cost)).
+    ///
+    /// ```
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// assert_eq!(keygate_axum::RequireScopes::new(service, ["read"]).request_cost(), 1);
+    /// ```
+    pub fn request_cost(&self) -> u64 {
+        self.cost
     }
 
     /// Where keys are read from (default: `Authorization: Bearer` only).
@@ -297,15 +373,34 @@ where
         Box::pin(async move {
             let verified = guard
                 .verifier
-                .verify(request.headers(), request.uri(), &guard.scopes)
+                .verify_with(request.headers(), request.uri(), &guard.scopes, guard.cost)
                 .await;
             match verified {
-                Ok(key) => {
+                Ok(Verified { key, usage }) => {
                     request.extensions_mut().insert(VerifiedKey(key));
-                    Ok(inner.call(request).await?.map(Body::new))
+                    let mut response = inner.call(request).await?.map(Body::new);
+                    // Keys without rate limits: no header work at all.
+                    if !usage.rate_limits.is_empty() {
+                        add_rate_limit_headers(&mut response, &usage);
+                    }
+                    Ok(response)
                 }
                 Err(e) => Ok(e.into_response()),
             }
         })
+    }
+}
+
+/// `RateLimit-*` of the window with the least room, unless the inner
+/// service already described a limit of its own. Out of line: the future
+/// of every request stays as small as without limits.
+#[inline(never)]
+fn add_rate_limit_headers(response: &mut Response<Body>, usage: &Usage) {
+    let headers = response.headers_mut();
+    if headers.contains_key(RATELIMIT_LIMIT) {
+        return;
+    }
+    if let Some(window) = usage.tightest() {
+        insert_rate_limit(headers, window, window.remaining);
     }
 }

@@ -4,10 +4,12 @@
 //! mount the key-management API, serve its OpenAPI document and docs page.
 //!
 //! - [`RequireScopes`]: a tower layer requiring a key holding every given
-//!   scope; the handler reads the key with the [`VerifiedKey`] extractor.
-//!   [`Scoped`] is the typed-marker alternative.
+//!   scope and room in its usage limits for the route's cost
+//!   ([`RequireScopes::cost`]); the handler reads the key with the
+//!   [`VerifiedKey`] extractor. [`Scoped`] is the typed-marker alternative.
 //! - [`ApiError`]: the single mapping from keygate's errors to HTTP
-//!   (401 `API key missing` / `API key invalid`, 403, 404, 409, 422, 503).
+//!   (401 `API key missing` / `API key invalid`, 403, 404, 409, 422, 429
+//!   `API key rate limit exceeded` / `API key usage exceeded`, 503).
 //! - [`management_router`]: the `/api-keys` routes, admin-protected by default.
 //!   Changes made through it are recorded in the audit log as made by the
 //!   admin key's `key_id` ([`ANONYMOUS_ACTOR`] when mounted open).
@@ -36,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod credits;
 mod error;
 mod extract;
 mod handlers;

@@ -1,6 +1,6 @@
 //! The management router: create, list, get (by id or key id), update,
-//! delete, activate, deactivate, rotate, search, count and verify keys, and
-//! read one key's audit events, over HTTP.
+//! delete, activate, deactivate, rotate, search, count and verify keys,
+//! change their credits, and read one key's audit events, over HTTP.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::audit::key_events;
+use crate::credits::change_credits;
 use crate::error::ApiError;
 use crate::extract::VerifiedKey;
 use crate::handlers::{
@@ -197,6 +198,7 @@ pub fn management_router(service: ApiKeyService, config: ManagementConfig) -> Ro
         .route("/{id}/activate", post(activate))
         .route("/{id}/deactivate", post(deactivate))
         .route("/{id}/rotate", post(rotate))
+        .route("/{id}/credits", post(change_credits))
         .route("/{id}/events", get(key_events));
     let router = protect(admin, &service, &config).route("/verify", post(verify));
     finish(router, service, &config)

@@ -2,13 +2,16 @@
 
 use axum::Router;
 use utoipa::openapi::header::{Header, HeaderBuilder};
-use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::audit::{__path_audit, __path_key_events, EventPage};
+use crate::credits::{__path_change_credits, CreditsRequest};
 use crate::handlers::{
     __path_activate, __path_count, __path_create, __path_deactivate, __path_delete,
     __path_get_by_key_id, __path_get_one, __path_list, __path_search, __path_update, __path_verify,
@@ -16,8 +19,9 @@ use crate::handlers::{
 };
 use crate::rotation::{__path_rotate, RotateRequest};
 use crate::schemas::{
-    ApiKeyFilterSchema, ApiKeySchema, AuditActionSchema, AuditEventSchema, ErrorBody, Scope,
-    UpdateApiKeySchema, ValidationErrorBody,
+    ApiKeyFilterSchema, ApiKeySchema, AuditActionSchema, AuditEventSchema, CreditsSchema,
+    ErrorBody, RateLimitSchema, RefillIntervalSchema, Scope, UpdateApiKeySchema, UsageSchema,
+    ValidationErrorBody, VerifiedApiKeySchema, WindowUsageSchema,
 };
 
 /// Where [`app`](crate::app) mounts the management router by default.
@@ -74,14 +78,19 @@ fn under_mount(path: &str) -> Option<&str> {
     info(title = "keygate", description = "API key management: issue keys, store only their hashes, verify them with scopes."),
     paths(
         create, list, get_one, get_by_key_id, update, delete, activate, deactivate, rotate,
-        key_events, search, count, verify, audit
+        change_credits, key_events, search, count, verify, audit
     ),
     components(schemas(
         ApiKeySchema, CreateApiKey, CreatedApiKey, UpdateApiKeySchema, ApiKeyFilterSchema,
-        RotateRequest, VerifyRequest, SearchResult, CountResult, AuditEventSchema,
-        AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody, Scope
+        RotateRequest, VerifyRequest, VerifiedApiKeySchema, SearchResult, CountResult,
+        AuditEventSchema, AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody, Scope,
+        RateLimitSchema, CreditsSchema, RefillIntervalSchema, UsageSchema, WindowUsageSchema,
+        CreditsRequest
     )),
-    modifiers(&BearerScheme, &OptionalRotateBody, &CommonResponses, &UpdateConstraints),
+    modifiers(
+        &BearerScheme, &OptionalRotateBody, &CommonResponses, &UpdateConstraints,
+        &CreditsConstraints
+    ),
     tags(
         (name = "api-keys", description = "Manage and verify API keys. Every route but `/verify` needs a key with the admin scope."),
         (name = "audit", description = "The audit log: one event per change, never a secret. Needs a key with the admin scope.")
@@ -149,20 +158,36 @@ impl Modify for OptionalRotateBody {
     }
 }
 
+/// Which operations a common response applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    /// Every operation.
+    Everywhere,
+    /// Operations that need the admin key.
+    Secured,
+    /// Operations that check a key against its usage limits: the secured
+    /// ones (the admin key may have limits) and `/verify`.
+    Metered,
+}
+
 /// The answers any operation can give, as reusable responses: `(status,
-/// name, description, only on admin-protected operations)`.
-const COMMON_RESPONSES: [(&str, &str, &str, bool); 7] = [
-    ("400", "BadRequest", "Unreadable request: malformed JSON, no body where one is needed, a query parameter given twice or not decodable, or more than one `Authorization` header", false),
-    ("401", "Unauthorized", "No admin key, or a malformed, unknown or wrong one", true),
-    ("403", "Forbidden", "The key is inactive, expired, or lacks the admin scope", true),
-    ("413", "PayloadTooLarge", "Request body above 64 KiB", false),
-    ("414", "UriTooLong", "Request target (path and query) above 8 KiB", false),
-    ("431", "RequestHeaderFieldsTooLarge", "Request header fields above 16 KiB", false),
-    ("503", "Unavailable", "The key store does not answer, or too many keys are waiting to be hashed (then with `Retry-After`)", false),
+/// name, description, where)`.
+const COMMON_RESPONSES: [(&str, &str, &str, Applies); 8] = [
+    ("400", "BadRequest", "Unreadable request: malformed JSON, no body where one is needed, a query parameter given twice or not decodable, or more than one `Authorization` header", Applies::Everywhere),
+    ("401", "Unauthorized", "No admin key, or a malformed, unknown or wrong one", Applies::Secured),
+    ("403", "Forbidden", "The key is inactive, expired, or lacks the admin scope", Applies::Secured),
+    ("413", "PayloadTooLarge", "Request body above 64 KiB", Applies::Everywhere),
+    ("414", "UriTooLong", "Request target (path and query) above 8 KiB", Applies::Everywhere),
+    ("429", "TooManyRequests", "The key's usage limits have no room for this request: `API key rate limit exceeded` (a rate-limit window is full; with `Retry-After` and `RateLimit-*`) or `API key usage exceeded` (too few credits; `Retry-After` until the next refill, when one is scheduled). Nothing was taken from any limit.", Applies::Metered),
+    ("431", "RequestHeaderFieldsTooLarge", "Request header fields above 16 KiB", Applies::Everywhere),
+    ("503", "Unavailable", "The key store does not answer, or too many keys are waiting to be hashed (then with `Retry-After`)", Applies::Everywhere),
 ];
 
 /// Adds [`COMMON_RESPONSES`] to every operation that does not describe
-/// that status itself; a 401 carries its `WWW-Authenticate` challenge.
+/// that status itself; a 401 carries its `WWW-Authenticate` challenge, a
+/// 429 its `Retry-After` and `RateLimit-*` headers. The success answer of
+/// an admin-protected operation may carry `RateLimit-*` (an admin key with
+/// rate limits).
 pub(crate) struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -175,6 +200,19 @@ impl Modify for CommonResponses {
             );
             if status == "401" {
                 response = response.header("WWW-Authenticate", www_authenticate());
+            }
+            if status == "429" {
+                response = response.header(
+                    "Retry-After",
+                    seconds_header(
+                        "Whole seconds (at least 1) until the request can pass: until the full \
+                         window closes, or until the next refill of the credits (absent when \
+                         none is scheduled)",
+                    ),
+                );
+                for (header, schema) in rate_limit_headers(Sent::OnRefusal) {
+                    response = response.header(header, schema);
+                }
             }
             components
                 .responses
@@ -189,16 +227,107 @@ impl Modify for CommonResponses {
             ];
             for op in operations.into_iter().flatten() {
                 let secured = op.security.is_some();
-                for (status, name, _, admin_only) in COMMON_RESPONSES {
-                    if secured || !admin_only {
+                let metered = secured || op.operation_id.as_deref() == Some("verify");
+                for (status, name, _, applies) in COMMON_RESPONSES {
+                    let applies = match applies {
+                        Applies::Everywhere => true,
+                        Applies::Secured => secured,
+                        Applies::Metered => metered,
+                    };
+                    if applies {
                         op.responses
                             .responses
                             .entry(status.to_owned())
                             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
                     }
                 }
+                if !secured {
+                    continue;
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                        for (header, schema) in rate_limit_headers(Sent::OnSuccess) {
+                            response.headers.insert(header.to_owned(), schema);
+                        }
+                    }
+                }
             }
         }
+    }
+}
+
+/// An integer header of whole seconds.
+fn seconds_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        )
+        .description(Some(description))
+        .build()
+}
+
+/// When `RateLimit-*` headers are sent.
+#[derive(Clone, Copy)]
+enum Sent {
+    /// With `API key rate limit exceeded`: the full window.
+    OnRefusal,
+    /// With the answer of an admin-protected operation, when the admin key
+    /// has rate limits: its window with the least room left.
+    OnSuccess,
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+fn rate_limit_headers(sent: Sent) -> [(&'static str, Header); 3] {
+    let integer = |minimum: u64, description: &str| {
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(minimum)),
+            )
+            .description(Some(description))
+            .build()
+    };
+    match sent {
+        Sent::OnRefusal => [
+            (
+                "RateLimit-Limit",
+                integer(1, "The full window's limit (rate limit exceeded only)"),
+            ),
+            (
+                "RateLimit-Remaining",
+                integer(0, "0 (rate limit exceeded only)"),
+            ),
+            (
+                "RateLimit-Reset",
+                integer(
+                    1,
+                    "Whole seconds, rounded up, until the full window reopens (rate limit exceeded only)",
+                ),
+            ),
+        ],
+        Sent::OnSuccess => [
+            (
+                "RateLimit-Limit",
+                integer(
+                    1,
+                    "When the admin key has rate limits: the limit of its window with the least room left",
+                ),
+            ),
+            (
+                "RateLimit-Remaining",
+                integer(0, "When the admin key has rate limits: that window's room left"),
+            ),
+            (
+                "RateLimit-Reset",
+                integer(
+                    1,
+                    "When the admin key has rate limits: whole seconds, rounded up, until that window reopens",
+                ),
+            ),
+        ],
     }
 }
 
@@ -247,4 +376,71 @@ impl Modify for UpdateConstraints {
             .item(either);
         schemas.insert("UpdateApiKey".to_owned(), RefOr::T(combined.into()));
     }
+}
+
+/// Constraints between fields that the derived schemas cannot state:
+/// - `Credits`: `refill_amount` and `refill_interval` come together (both
+///   set) or not at all (both absent or `null`);
+/// - `CreditsRequest`: exactly one of `set` and `add`.
+///
+/// Each schema becomes `allOf: [the object, the constraint]`.
+pub(crate) struct CreditsConstraints;
+
+impl Modify for CreditsConstraints {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let properties = |fields: [(&str, Type); 2]| -> ObjectBuilder {
+            fields
+                .into_iter()
+                .fold(ObjectBuilder::new(), |o, (name, t)| {
+                    o.property(name, Object::with_type(t))
+                })
+        };
+        let no_refill: Schema = properties([
+            ("refill_amount", Type::Null),
+            ("refill_interval", Type::Null),
+        ])
+        .into();
+        let refill: Schema = properties([
+            ("refill_amount", Type::Integer),
+            ("refill_interval", Type::String),
+        ])
+        .required("refill_amount")
+        .required("refill_interval")
+        .into();
+        constrain(
+            schemas,
+            "Credits",
+            AnyOfBuilder::new().item(no_refill).item(refill).into(),
+        );
+        let one = |field: &str| -> Schema { ObjectBuilder::new().required(field).into() };
+        constrain(
+            schemas,
+            "CreditsRequest",
+            OneOfBuilder::new().item(one("set")).item(one("add")).into(),
+        );
+    }
+}
+
+/// Replaces the schema `name` with `allOf: [it, constraint]`, keeping its
+/// description on the outside.
+fn constrain(
+    schemas: &mut std::collections::BTreeMap<String, RefOr<Schema>>,
+    name: &str,
+    constraint: Schema,
+) {
+    let Some(object) = schemas.remove(name) else {
+        return;
+    };
+    let description = match &object {
+        RefOr::T(Schema::Object(o)) => o.description.clone(),
+        _ => None,
+    };
+    let combined = AllOfBuilder::new()
+        .description(description)
+        .item(object)
+        .item(constraint);
+    schemas.insert(name.to_owned(), RefOr::T(combined.into()));
 }

@@ -76,6 +76,103 @@ pub(crate) struct ApiKeySchema {
     /// `null` when no previous secret is valid.
     #[schema(required = true)]
     previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Rate-limit windows; `null`: no rate limit.
+    #[schema(required = true)]
+    rate_limits: Option<Vec<RateLimitSchema>>,
+    /// Usage credits as they stand now (a refill that is due shown
+    /// applied); `null`: unlimited usage.
+    #[schema(required = true)]
+    credits: Option<CreditsSchema>,
+}
+
+/// A rate-limit window: at most `limit` units of cost per `window_ms`. A
+/// window opens at the first request that finds none open and closes
+/// `window_ms` later.
+#[derive(ToSchema)]
+#[schema(as = RateLimit)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct RateLimitSchema {
+    /// Names the window in `usage` (like a scope; unique per key).
+    #[schema(pattern = "^[a-z][a-z0-9:_-]*$", min_length = 1, max_length = 64)]
+    name: String,
+    /// Units of cost admitted per window.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    limit: u64,
+    /// Window length in milliseconds: 1000 (1 s) to 86400000 (1 day).
+    #[schema(minimum = 1000, maximum = 86_400_000)]
+    window_ms: u64,
+}
+
+/// When credits are refilled: at the start of each hour, day or month (UTC).
+#[derive(ToSchema)]
+#[schema(as = RefillInterval)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum RefillIntervalSchema {
+    Hourly,
+    Daily,
+    Monthly,
+}
+
+/// A key's usage credits: each request takes its cost from `remaining`
+/// and is refused (429) when too few are left. With a refill, `remaining`
+/// is set to `refill_amount` at the start of every `refill_interval`
+/// (UTC). `refill_amount` and `refill_interval` come together or not at all.
+#[derive(ToSchema)]
+#[schema(as = Credits)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct CreditsSchema {
+    /// Credits left (0 to 10^18).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    remaining: u64,
+    /// What `remaining` is set to at each refill (1 to 10^18).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    refill_amount: Option<u64>,
+    /// How often the refill happens.
+    refill_interval: Option<RefillIntervalSchema>,
+    /// Start of the interval of the last refill. Set by keygate: ignored
+    /// in requests.
+    #[schema(read_only)]
+    last_refill_at: Option<DateTime<Utc>>,
+}
+
+/// What a verification took from one rate-limit window.
+#[derive(ToSchema)]
+#[schema(as = WindowUsage)]
+#[allow(dead_code)]
+pub(crate) struct WindowUsageSchema {
+    /// The window's name.
+    name: String,
+    /// Its limit.
+    limit: u64,
+    /// Room left after this request.
+    remaining: u64,
+    /// Milliseconds until the window closes and its room is back.
+    reset_ms: u64,
+}
+
+/// What a successful verification used of the key's limits.
+#[derive(ToSchema)]
+#[schema(as = Usage)]
+#[allow(dead_code)]
+pub(crate) struct UsageSchema {
+    /// Credits left after this request; `null` for a key without credits.
+    #[schema(required = true)]
+    remaining: Option<u64>,
+    /// Every rate-limit window after this request (empty without limits).
+    rate_limits: Vec<WindowUsageSchema>,
+}
+
+/// Answer of `POST /api-keys/verify`: the key's fields, and `usage`.
+#[derive(ToSchema)]
+#[schema(as = VerifiedApiKey)]
+#[allow(dead_code)]
+pub(crate) struct VerifiedApiKeySchema {
+    #[serde(flatten)]
+    entity: ApiKeySchema,
+    usage: UsageSchema,
 }
 
 /// Body of `PATCH /api-keys/{id}`: only the fields present change.
@@ -107,6 +204,13 @@ pub(crate) struct UpdateApiKeySchema {
     /// Replaces the whole object (at most 8 KiB); `null` clears it.
     #[schema(value_type = Option<Object>)]
     meta: Option<serde_json::Value>,
+    /// Replaces every window (1 to 8, names unique); `null` removes the
+    /// rate limit.
+    #[schema(min_items = 1, max_items = 8)]
+    rate_limits: Option<Vec<RateLimitSchema>>,
+    /// Replaces the credits (the current refill interval counts as
+    /// refilled); `null` makes usage unlimited.
+    credits: Option<CreditsSchema>,
 }
 
 /// Sort column of a search.
@@ -157,6 +261,15 @@ pub(crate) struct ApiKeyFilterSchema {
     owner_id: Option<String>,
     /// Exact public key id (the middle part of a key).
     key_id: Option<String>,
+    /// true: keys with credits; false: keys without (unlimited usage).
+    has_credits: Option<bool>,
+    /// Keys whose stored `credits.remaining` is below this (keys without
+    /// credits never match; a refill due but not yet applied by a use is
+    /// not counted). At most 2^63 - 1 (no key holds more than 10^18).
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
+    credits_below: Option<u64>,
+    /// true: keys with rate limits; false: keys without.
+    has_rate_limits: Option<bool>,
     /// Default `created_at`.
     #[serde(default)]
     #[schema(inline)]

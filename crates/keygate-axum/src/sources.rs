@@ -149,7 +149,12 @@ impl KeySources {
     ) -> Result<Option<Cow<'a, str>>, ApiError> {
         self.refuse_repeated(headers, uri)?;
         if self.bearer {
-            if let Some(value) = headers.get(AUTHORIZATION) {
+            // One look-up for both: was it sent twice (400), and its value.
+            let mut values = headers.get_all(AUTHORIZATION).iter();
+            if let Some(value) = values.next() {
+                if values.next().is_some() {
+                    return Err(repeated("Authorization header"));
+                }
                 let value = value.to_str().map_err(|_| Error::InvalidKey)?;
                 if let Some(token) = bearer_token(value) {
                     return Ok(Some(Cow::Borrowed(token)));
@@ -179,9 +184,8 @@ impl KeySources {
     /// 400 when an enabled source is present more than once.
     fn refuse_repeated(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
         let twice = |name: HeaderName| headers.get_all(name).iter().nth(1).is_some();
-        let repeated = if self.bearer && twice(AUTHORIZATION) {
-            Some("Authorization header")
-        } else if self.x_api_key && twice(HeaderName::from_static(X_API_KEY)) {
+        // (A repeated Authorization header is caught by `find` itself.)
+        let repeated = if self.x_api_key && twice(HeaderName::from_static(X_API_KEY)) {
             Some("X-API-Key header")
         } else if self.query_param
             && form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -193,14 +197,16 @@ impl KeySources {
         } else {
             None
         };
-        match repeated {
-            Some(what) => Err(ApiError::bad_request(
-                StatusCode::BAD_REQUEST,
-                format!("More than one {what}: send the API key once"),
-            )),
-            None => Ok(()),
-        }
+        repeated.map_or(Ok(()), |what| Err(self::repeated(what)))
     }
+}
+
+/// The 400 for a source sent more than once.
+fn repeated(what: &str) -> ApiError {
+    ApiError::bad_request(
+        StatusCode::BAD_REQUEST,
+        format!("More than one {what}: send the API key once"),
+    )
 }
 
 /// The token of `Bearer <token>`, scheme case-insensitive; `None` for other

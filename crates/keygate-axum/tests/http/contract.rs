@@ -51,13 +51,18 @@ fn every_operation_documents_every_status_it_can_answer() {
         if path.contains("{id}") || path.contains("{key_id}") {
             expected.push("404");
         }
-        if (method == "post" && path.ends_with("/deactivate"))
+        if (method == "post" && (path.ends_with("/deactivate") || path.ends_with("/credits")))
             || (path == "/api-keys/{id}" && (method == "delete" || method == "patch"))
         {
             expected.push("409");
         }
         if path == "/api-keys/verify" {
             expected.extend(["401", "403"]);
+        }
+        // Every key check can meet a full rate limit or used-up credits:
+        // the admin key's on protected routes, the checked key's on verify.
+        if secured || path == "/api-keys/verify" {
+            expected.push("429");
         }
         let responses = op["responses"].as_object().unwrap();
         for status in expected {
@@ -78,6 +83,26 @@ fn every_operation_documents_every_status_it_can_answer() {
                     "{method} {path}: 401 without its challenge"
                 );
             }
+            if status == "429" {
+                for header in [
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ] {
+                    assert_eq!(
+                        response["headers"][header]["schema"]["type"], "integer",
+                        "{method} {path}: 429 without {header}"
+                    );
+                }
+            }
+        }
+        if secured {
+            let (_, success) = responses.iter().find(|(s, _)| s.starts_with('2')).unwrap();
+            assert!(
+                success["headers"].get("RateLimit-Remaining").is_some(),
+                "{method} {path}: success without RateLimit-*"
+            );
         }
         let success = responses.keys().filter(|s| s.starts_with('2')).count();
         assert_eq!(success, 1, "{method} {path}");
@@ -102,6 +127,9 @@ fn request_bodies_are_closed_and_scopes_are_patterned_and_bounded() {
         ),
         ("VerifyRequest", &["required_scopes"]),
         ("RotateRequest", &[]),
+        ("CreditsRequest", &[]),
+        ("RateLimit", &[]),
+        ("Credits", &[]),
     ] {
         let object = object_schema(&doc, schema);
         assert_eq!(object["additionalProperties"], json!(false), "{schema}");
@@ -259,4 +287,132 @@ async fn path_and_query_strings_are_bounded() {
             .await;
         assert_eq!(long.invalid_fields(), [field]);
     }
+}
+
+/// The usage-limit schemas say what the core accepts: the same fields, the
+/// same bounds (the core's constants), `null` exactly where the core's
+/// parser takes it, and the constraints between fields.
+#[test]
+fn usage_limit_schemas_match_the_core() {
+    use keygate::{
+        Credits, RateLimit, RefillInterval, Usage, WindowUsage, MAX_COST, MAX_CREDITS,
+        MAX_RATE_LIMITS, MAX_WINDOW_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS,
+    };
+    let doc = doc();
+    let fields = |v: Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let documented = |schema: &str| fields(object_schema(&doc, schema)["properties"].clone());
+    let credits = Credits::new(5).refilled(10, RefillInterval::Hourly);
+    let window = WindowUsage {
+        name: "w".into(),
+        limit: 1,
+        remaining: 0,
+        reset_ms: 1,
+    };
+    let usage = Usage {
+        remaining: Some(1),
+        rate_limits: vec![window.clone()],
+    };
+    let rate = RateLimit::new("w", 1, std::time::Duration::from_secs(1));
+    for (schema, value) in [
+        ("Credits", serde_json::to_value(&credits).unwrap()),
+        ("RateLimit", serde_json::to_value(&rate).unwrap()),
+        ("Usage", serde_json::to_value(&usage).unwrap()),
+        ("WindowUsage", serde_json::to_value(&window).unwrap()),
+    ] {
+        assert_eq!(documented(schema), fields(value), "{schema}");
+    }
+    let intervals: Vec<Value> = RefillInterval::ALL
+        .iter()
+        .map(|i| json!(i.as_str()))
+        .collect();
+    assert_eq!(
+        doc["components"]["schemas"]["RefillInterval"]["enum"],
+        json!(intervals)
+    );
+
+    let range = |schema: &str, field: &str| {
+        let p = &object_schema(&doc, schema)["properties"][field];
+        (p["minimum"].clone(), p["maximum"].clone())
+    };
+    assert_eq!(
+        range("RateLimit", "limit"),
+        (json!(1), json!(MAX_WINDOW_LIMIT))
+    );
+    assert_eq!(
+        range("RateLimit", "window_ms"),
+        (json!(MIN_WINDOW_MS), json!(MAX_WINDOW_MS))
+    );
+    assert_eq!(
+        range("Credits", "remaining"),
+        (json!(0), json!(MAX_CREDITS))
+    );
+    assert_eq!(
+        range("Credits", "refill_amount"),
+        (json!(1), json!(MAX_CREDITS))
+    );
+    assert_eq!(range("VerifyRequest", "cost"), (json!(0), json!(MAX_COST)));
+    assert_eq!(
+        range("CreditsRequest", "set"),
+        (json!(0), json!(MAX_CREDITS))
+    );
+    assert_eq!(
+        range("CreditsRequest", "add"),
+        (json!(-(MAX_CREDITS as i64)), json!(MAX_CREDITS))
+    );
+    let name = &object_schema(&doc, "RateLimit")["properties"]["name"];
+    assert_eq!(name["pattern"], "^[a-z][a-z0-9:_-]*$");
+    assert_eq!(name["maxLength"], 64);
+    for schema in ["CreateApiKey", "UpdateApiKey"] {
+        let list = &object_schema(&doc, schema)["properties"]["rate_limits"];
+        assert_eq!(
+            (list["minItems"].clone(), list["maxItems"].clone()),
+            (json!(1), json!(MAX_RATE_LIMITS)),
+            "{schema}"
+        );
+        assert_eq!(list["type"], json!(["array", "null"]), "{schema}");
+    }
+
+    // `null` is documented for exactly the fields the core takes it for.
+    let nullable = |p: &Value| {
+        p["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("null")))
+            || p["oneOf"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|s| s["type"] == "null"))
+    };
+    for (field, property) in object_schema(&doc, "Credits")["properties"]
+        .as_object()
+        .unwrap()
+    {
+        let mut body = json!({"remaining": 1});
+        body[field] = Value::Null;
+        assert_eq!(
+            serde_json::from_value::<Credits>(body).is_ok(),
+            nullable(property),
+            "Credits.{field}"
+        );
+    }
+    assert!(object_schema(&doc, "Credits")["properties"]["last_refill_at"]["readOnly"] == true);
+
+    // The refill comes whole or not at all; `set` xor `add`.
+    let schemas = &doc["components"]["schemas"];
+    let refill = &schemas["Credits"]["allOf"][1]["anyOf"];
+    assert_eq!(
+        refill[1]["required"],
+        json!(["refill_amount", "refill_interval"])
+    );
+    let either = &schemas["CreditsRequest"]["allOf"][1]["oneOf"];
+    assert_eq!(
+        (either[0]["required"].clone(), either[1]["required"].clone()),
+        (json!(["set"]), json!(["add"]))
+    );
+    // The answer of verify: the entity and its usage.
+    let verified = &schemas["VerifiedApiKey"]["allOf"];
+    assert_eq!(verified[0]["$ref"], "#/components/schemas/ApiKey");
+    assert_eq!(verified[1]["required"], json!(["usage"]));
 }

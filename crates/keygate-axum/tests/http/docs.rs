@@ -10,13 +10,14 @@ use serde_json::{json, Value};
 
 use crate::support::{key, sqlite_service, Call, TestApp};
 
-const ROUTES: [(&str, &[&str]); 11] = [
+const ROUTES: [(&str, &[&str]); 12] = [
     ("/api-keys", &["get", "post"]),
     ("/api-keys/{id}", &["delete", "get", "patch"]),
     ("/api-keys/by-key-id/{key_id}", &["get"]),
     ("/api-keys/{id}/activate", &["post"]),
     ("/api-keys/{id}/deactivate", &["post"]),
     ("/api-keys/{id}/rotate", &["post"]),
+    ("/api-keys/{id}/credits", &["post"]),
     ("/api-keys/{id}/events", &["get"]),
     ("/api-keys/search", &["post"]),
     ("/api-keys/count", &["post"]),
@@ -89,7 +90,14 @@ async fn openapi_json_is_3_1_and_lists_every_route() {
         "UpdateApiKey",
         "ApiKeyFilter",
         "VerifyRequest",
+        "VerifiedApiKey",
         "RotateRequest",
+        "CreditsRequest",
+        "RateLimit",
+        "Credits",
+        "RefillInterval",
+        "Usage",
+        "WindowUsage",
         "AuditEvent",
         "AuditAction",
         "EventPage",
@@ -146,13 +154,15 @@ async fn openapi_schemas_match_the_json_the_api_speaks() {
         "is_active" | "clear_expires" => json!(true),
         "scopes" => json!(["read"]),
         "expires_at" => json!("2999-01-01T00:00:00Z"),
+        "rate_limits" => json!([{"name": "burst", "limit": 10, "window_ms": 1000}]),
+        "credits" => json!({"remaining": 5, "refill_amount": 5, "refill_interval": "daily"}),
         other => panic!("undocumented sample for {other}"),
     };
     for field in properties(&doc, "UpdateApiKey") {
         let body = json!({ field.clone(): sample(&field) });
         serde_json::from_value::<ApiKeyUpdate>(body).unwrap_or_else(|e| panic!("{field}: {e}"));
     }
-    assert_eq!(properties(&doc, "UpdateApiKey").len(), 8);
+    assert_eq!(properties(&doc, "UpdateApiKey").len(), 10);
 
     // The audit event mirror: the fields of a real event, every one required.
     let (rotated, _) = service

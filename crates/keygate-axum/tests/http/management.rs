@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::{Call, TestApp};
 
-pub const ENTITY_FIELDS: [&str; 12] = [
+pub const ENTITY_FIELDS: [&str; 14] = [
     "id",
     "key_id",
     "name",
@@ -21,6 +21,8 @@ pub const ENTITY_FIELDS: [&str; 12] = [
     "owner_id",
     "meta",
     "previous_secret_expires_at",
+    "rate_limits",
+    "credits",
 ];
 
 #[track_caller]
@@ -57,6 +59,8 @@ async fn create_returns_201_with_the_key_once_and_the_entity() {
 
     // Minimal body: defaults.
     let (entity, _) = app.create(json!({"name": "min"})).await;
+    assert_eq!(entity["rate_limits"], Value::Null);
+    assert_eq!(entity["credits"], Value::Null);
     assert_eq!(entity["is_active"], true);
     assert_eq!(entity["scopes"], json!([]));
     assert_eq!(entity["expires_at"], Value::Null);
@@ -532,7 +536,11 @@ async fn verify_route_200_401_403_422_without_admin_key() {
 
     let ok = verify(json!({"api_key": plain, "required_scopes": ["read"]})).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
-    assert_entity(&ok.json);
+    // The entity's fields, and what the request used of its limits (none).
+    let mut fields = ok.json.clone();
+    let usage = fields.as_object_mut().unwrap().remove("usage");
+    assert_eq!(usage, Some(json!({"remaining": null, "rate_limits": []})));
+    assert_entity(&fields);
     assert_eq!(ok.json["id"], entity["id"]);
     assert!(ok.json["last_used_at"].is_string(), "a verify is a use");
     assert_eq!(
