@@ -260,7 +260,8 @@ where
     for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
     if D::UPDATE_RETURNING {
-        consume_returning::<D>(pool, id, cost, now).await
+        let cost = i64::try_from(cost).is_ok().then_some(cost);
+        consume_returning::<D>(pool, id, cost, cost.map(|c| c.max(1)), now).await
     } else {
         consume_locked::<D>(pool, id, cost, now).await
     }
@@ -268,10 +269,14 @@ where
 
 /// One `UPDATE … RETURNING`: one round trip, the row locked only while
 /// the statement runs.
+///
+/// Takes `take` when at least `need` credits are there (`None`: more than
+/// any key holds, so a metered key refuses).
 async fn consume_returning<D: Dialect>(
     pool: &Pool<D::DB>,
     id: &str,
-    cost: u64,
+    take: Option<u64>,
+    need: Option<u64>,
     now: DateTime<Utc>,
 ) -> Result<CreditUse, StoreError>
 where
@@ -279,13 +284,14 @@ where
     usize: ColumnIndex<<D::DB as Database>::Row>,
     for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
-    let cost = i64::try_from(cost).is_ok().then_some(cost);
+    let fits = |n: Option<u64>| n.filter(|n| i64::try_from(*n).is_ok());
+    let (take, need) = (fits(take), fits(need));
     let start = |interval: RefillInterval| Value::Time(Some(interval.start_of(now)));
     let mut args = SqlBuilder::<D::DB>::new(String::new());
     for value in [
         Value::Text(Some(id)),
-        Value::Count(cost),
-        Value::Count(cost.map(|c| c.max(1))),
+        Value::Count(take),
+        Value::Count(need),
         start(RefillInterval::Hourly),
         start(RefillInterval::Daily),
         start(RefillInterval::Monthly),
@@ -337,12 +343,35 @@ pub(crate) async fn consume_batch<D: Dialect>(
 ) -> Result<Vec<CreditUse>, StoreError>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    for<'c> &'c Pool<D::DB>: Executor<'c, Database = D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
     for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
     for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
     if costs.is_empty() {
         return Ok(Vec::new());
+    }
+    // The usual batch: one route's requests, all of one cost. When all of
+    // them fit, one `UPDATE … RETURNING` takes them together; otherwise
+    // the transaction below decides them one by one.
+    let cost = costs[0];
+    if D::UPDATE_RETURNING && costs.len() > 1 && costs.iter().all(|&c| c == cost) {
+        let n = costs.len() as u64;
+        let take = cost.checked_mul(n);
+        let need = cost
+            .checked_mul(n - 1)
+            .and_then(|t| t.checked_add(cost.max(1)));
+        match consume_returning::<D>(pool, id, take, need, now).await? {
+            CreditUse::Taken { remaining: last } => {
+                return Ok((0..n)
+                    .map(|i| CreditUse::Taken {
+                        remaining: last + cost * (n - 1 - i),
+                    })
+                    .collect());
+            }
+            CreditUse::Unmetered => return Ok(vec![CreditUse::Unmetered; costs.len()]),
+            CreditUse::Refused => {}
+        }
     }
     let mut tx = pool.begin_with(D::BEGIN_WRITE).await.map_err(store_error)?;
     let mut qb = SqlBuilder::new(format!(

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod batch;
 mod builder;
 mod cache;
 mod change;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::batch::{Batch, BoxFuture, Coalescer};
 use crate::limits::{RateDecision, RateLimit, WindowUsage};
 
 /// A shared limiter could not answer (unreachable, timed out, refused the
@@ -36,6 +37,28 @@ pub trait SharedRateLimiter: Send + Sync + 'static {
         limits: &[RateLimit],
         cost: u64,
     ) -> Result<RateDecision, LimiterError>;
+
+    /// Decides several requests of key `id` as **one** atomic operation:
+    /// request `i` costs `costs[i]` and is decided as by
+    /// [`acquire`](Self::acquire), after the requests before it (so a
+    /// refused one takes nothing and a later, cheaper one may still fit).
+    /// Returns one decision per request, in order.
+    ///
+    /// The service batches the concurrent requests of a busy key through
+    /// this, so a limiter should override the default (one `acquire` per
+    /// request: exact, but one round trip each).
+    async fn acquire_batch(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        costs: &[u64],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        let mut decisions = Vec::with_capacity(costs.len());
+        for &cost in costs {
+            decisions.push(self.acquire(id, limits, cost).await?);
+        }
+        Ok(decisions)
+    }
 
     /// Gives back what [`acquire`](Self::acquire) took, to windows still
     /// open (a later check refused the request). Never below zero.
@@ -203,6 +226,40 @@ fn usage(l: &RateLimit, c: &Counter, now_ms: u64) -> WindowUsage {
     }
 }
 
+/// One batch of requests of one key for the shared limiter, with the
+/// windows of the request that started it.
+pub(crate) struct SharedAcquire {
+    shared: Arc<dyn SharedRateLimiter>,
+    limits: Vec<RateLimit>,
+}
+
+impl Batch for SharedAcquire {
+    type Input = u64;
+    type Output = RateDecision;
+    type Error = LimiterError;
+
+    fn run<'a>(
+        &'a self,
+        id: &'a str,
+        costs: Vec<u64>,
+    ) -> BoxFuture<'a, Result<Vec<RateDecision>, LimiterError>> {
+        Box::pin(async move {
+            if let [cost] = costs.as_slice() {
+                return Ok(vec![self.shared.acquire(id, &self.limits, *cost).await?]);
+            }
+            self.shared.acquire_batch(id, &self.limits, &costs).await
+        })
+    }
+
+    fn copy_error(e: &LimiterError) -> LimiterError {
+        e.clone()
+    }
+
+    fn internal_error(message: String) -> LimiterError {
+        LimiterError(message)
+    }
+}
+
 /// Which limiter admitted a request, so a refund goes to the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admitted {
@@ -221,6 +278,8 @@ pub(crate) struct Limiters {
     skip_until_ms: AtomicU64,
     epoch: tokio::time::Instant,
     retry_after_failure: Duration,
+    /// Concurrent requests of one key go to the shared limiter together.
+    batches: Arc<Coalescer<SharedAcquire>>,
 }
 
 impl Limiters {
@@ -236,6 +295,7 @@ impl Limiters {
             skip_until_ms: AtomicU64::new(0),
             epoch: tokio::time::Instant::now(),
             retry_after_failure,
+            batches: Arc::default(),
         }
     }
 
@@ -279,7 +339,17 @@ impl Limiters {
         now_ms: u64,
     ) -> (RateDecision, Admitted) {
         if let Some(shared) = self.usable_shared() {
-            let result = tokio::time::timeout(self.timeout, shared.acquire(id, limits, cost))
+            let batched = async {
+                let operation = || SharedAcquire {
+                    shared: shared.clone(),
+                    limits: limits.to_vec(),
+                };
+                match self.batches.submit(id, cost, operation).await {
+                    Ok(result) => result,
+                    Err(cost) => shared.acquire(id, limits, cost).await,
+                }
+            };
+            let result = tokio::time::timeout(self.timeout, batched)
                 .await
                 .unwrap_or_else(|_| Err(LimiterError("timed out".into())));
             match result {

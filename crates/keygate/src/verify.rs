@@ -183,11 +183,14 @@ impl ApiKeyService {
             }
         };
         let inner = &self.inner;
-        match inner
-            .credit_queues
-            .consume(&inner.repo, &key.id, cost, now)
-            .await
-        {
+        let used = crate::credit_queue::take_credits(
+            &inner.credit_queues,
+            &inner.repo,
+            &key.id,
+            cost,
+            now,
+        );
+        match used.await {
             Ok(CreditUse::Taken { remaining }) => {
                 usage.remaining = Some(remaining);
                 let mut left = credits.at(now);

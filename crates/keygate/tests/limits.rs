@@ -183,10 +183,54 @@ impl SharedRateLimiter for Flaky {
         Ok(self.inner.acquire(id, limits, cost, 0))
     }
 
+    async fn acquire_batch(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        costs: &[u64],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        // A round trip: the requests arriving meanwhile make the next batch.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok(costs
+            .iter()
+            .map(|&cost| self.inner.acquire(id, limits, cost, 0))
+            .collect())
+    }
+
     async fn release(&self, id: &str, limits: &[RateLimit], cost: u64) -> Result<(), LimiterError> {
         self.inner.release(id, limits, cost, 0);
         Ok(())
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_of_one_key_share_shared_limiter_round_trips() {
+    let flaky = Arc::new(Flaky::default());
+    let service = service_with(InMemoryRepository::new(), |b| {
+        b.shared_rate_limiter(flaky.clone())
+    });
+    let key = Arc::new(limited_key(&service, 120).await);
+    service.verify_with(&key, NONE, 0).await.unwrap();
+    flaky.calls.store(0, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let (service, key) = (service.clone(), key.clone());
+            tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            "ok" => ok += 1,
+            "rate_limited" => {}
+            other => panic!("unexpected outcome {other}"),
+        }
+    }
+    assert_eq!(ok, 120, "exactly the window");
+    assert!(!service.rate_limiting_degraded());
+    let calls = flaky.calls.load(Ordering::SeqCst);
+    assert!(calls <= 3, "{calls} shared-limiter calls for 300 requests");
 }
 
 async fn limited_key(service: &ApiKeyService, limit: u64) -> String {

@@ -385,6 +385,26 @@ pub async fn consume_credits_batch_grants_in_order(repo: Repo) {
         "refilled once, at the start of the day"
     );
 
+    // Batches of one cost (the usual batch), with and without enough for all.
+    let mut even = key(Some("batched-even"), &[]);
+    even.credits = Some(Credits::new(7));
+    put(&repo, &even).await.unwrap();
+    let uses = repo
+        .consume_credits_batch(&even.id, &[1, 1, 1], at(0))
+        .await
+        .unwrap();
+    assert_eq!(uses, [taken(6), taken(5), taken(4)]);
+    let uses = repo
+        .consume_credits_batch(&even.id, &[2, 2, 2], at(0))
+        .await
+        .unwrap();
+    assert_eq!(uses, [taken(2), taken(0), CreditUse::Refused]);
+    let uses = repo
+        .consume_credits_batch(&even.id, &[0, 0], at(0))
+        .await
+        .unwrap();
+    assert_eq!(uses, [CreditUse::Refused, CreditUse::Refused]);
+
     let free = key(Some("free-batch"), &[]);
     put(&repo, &free).await.unwrap();
     assert_eq!(
