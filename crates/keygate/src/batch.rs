@@ -39,9 +39,12 @@ pub(crate) trait Batch: Send + Sync + 'static {
 
 type Reply<B> = oneshot::Sender<Result<<B as Batch>::Output, <B as Batch>::Error>>;
 
+/// Per key, the requests waiting for its next batch.
+type Waiting<B> = HashMap<String, Vec<(<B as Batch>::Input, Reply<B>)>>;
+
 /// The keys with a batch in flight, and the requests waiting for the next.
 pub(crate) struct Coalescer<B: Batch> {
-    keys: Mutex<HashMap<String, Vec<(B::Input, Reply<B>)>>>,
+    keys: Mutex<Waiting<B>>,
 }
 
 impl<B: Batch> Default for Coalescer<B> {
@@ -53,7 +56,7 @@ impl<B: Batch> Default for Coalescer<B> {
 }
 
 impl<B: Batch> Coalescer<B> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(B::Input, Reply<B>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<B>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
