@@ -1,6 +1,8 @@
 //! One rate-limit check: Redis (one Lua script round trip) against the
 //! in-process limiter, and 64 concurrent checks on Redis (throughput over
-//! one multiplexed connection).
+//! one multiplexed connection). Then 32 requests of one key: one
+//! `acquire_batch` (one script call) against 32 single acquires, concurrent
+//! (pipelined on the connection) and one after another.
 //!
 //! `cargo bench -p keygate-redis` against `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`); without Redis only the in-process case runs.
@@ -12,6 +14,7 @@ use keygate::{LocalRateLimiter, RateDecision, RateLimit, SharedRateLimiter};
 use keygate_redis::RedisRateLimiter;
 
 const CONCURRENT: usize = 64;
+const BATCH: usize = 32;
 
 fn limits() -> Vec<RateLimit> {
     // Never full within a bench run: every check takes the whole path.
@@ -81,6 +84,46 @@ fn bench(c: &mut Criterion) {
             }
             while let Some(done) = tasks.join_next().await {
                 let d = done.expect("task").expect("redis");
+                assert!(matches!(d, RateDecision::Allowed(_)));
+            }
+        })
+    });
+    group.finish();
+
+    // 32 requests of one (hot) key, per iteration: throughput in requests.
+    let mut group = c.benchmark_group("acquire_32");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let costs = [1u64; BATCH];
+    group.bench_function(format!("redis_batch_{BATCH}"), |b| {
+        b.to_async(&rt).iter(|| async {
+            let decisions = redis
+                .acquire_batch(&ids[1], &limits, &costs)
+                .await
+                .expect("redis");
+            assert_eq!(decisions.len(), BATCH);
+            assert!(decisions
+                .iter()
+                .all(|d| matches!(d, RateDecision::Allowed(_))));
+        })
+    });
+    group.bench_function(format!("redis_{BATCH}_single_concurrent"), |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..BATCH {
+                let redis = redis.clone();
+                let (limits, id) = (limits.clone(), ids[1].clone());
+                tasks.spawn(async move { redis.acquire(&id, &limits, 1).await });
+            }
+            while let Some(done) = tasks.join_next().await {
+                let d = done.expect("task").expect("redis");
+                assert!(matches!(d, RateDecision::Allowed(_)));
+            }
+        })
+    });
+    group.bench_function(format!("redis_{BATCH}_single_sequential"), |b| {
+        b.to_async(&rt).iter(|| async {
+            for _ in 0..BATCH {
+                let d = redis.acquire(&ids[1], &limits, 1).await.expect("redis");
                 assert!(matches!(d, RateDecision::Allowed(_)));
             }
         })

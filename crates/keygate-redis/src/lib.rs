@@ -5,6 +5,9 @@
 //! [`RedisRateLimiter`], a [`keygate::SharedRateLimiter`]. Each check is one
 //! server-side Lua script, so it is atomic and exact however many instances
 //! share the Redis: a window of 100 admits exactly 100 requests in total.
+//! [`acquire_batch`](keygate::SharedRateLimiter::acquire_batch) decides
+//! many requests of one key in one script call (one round trip), in order,
+//! exactly as if they came one by one; a single acquire is a batch of one.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -84,56 +87,74 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default limit on waiting for one answer from Redis.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Takes `cost` from every window, or nothing (see the crate docs of
-/// [`keygate::SharedRateLimiter`] for the contract).
+/// Decides a batch of requests in order, each all-or-nothing over every
+/// window (see [`keygate::SharedRateLimiter::acquire_batch`]); a single
+/// acquire is a batch of one.
 ///
-/// `KEYS[i]`: window `i`'s counter; `ARGV[1]`: cost; `ARGV[2i]`,
-/// `ARGV[2i+1]`: window `i`'s limit and length in ms.
+/// `KEYS[i]`: window `i`'s counter; `ARGV[2i-1]`, `ARGV[2i]`: window `i`'s
+/// limit and length in ms; `ARGV[2n+1..]`: the requests' costs (`n` =
+/// `#KEYS`).
 ///
-/// A counter without an expiry, or that is not a number, was not written by
-/// this script: it counts as no open window. A window that is not open
-/// opens now (`SET … PX`), even when the request is refused, like
-/// `LocalRateLimiter`. Returns `{1, used_1, pttl_1, …}` after the take, or
-/// `{0, i, used_i, pttl_i}` for the full window that frees last.
+/// Each counter is read once (`GET`, `PTTL`). A counter without an expiry,
+/// or that is not a number, was not written by this script: it counts as
+/// no open window. Then each request, in memory: it needs room for
+/// `max(cost, 1)` in every window, else it takes nothing and is refused by
+/// the full window that frees last (the last such one on a tie); else it
+/// takes `cost` from every window. Then each counter is written once: a
+/// window that was not open opens now with what the batch took
+/// (`SET … PX`, even 0, like `LocalRateLimiter`), an open one gets it
+/// (`INCRBY`, nothing when 0).
+///
+/// Returns `{pttl_1 … pttl_n}` then, per request, `{status, used_1 …
+/// used_n}` after it: status 0 is admitted, `i` is refused by window `i`.
 const ACQUIRE_LUA: &str = r"
-local cost = tonumber(ARGV[1])
-local need = math.max(cost, 1)
 local n = #KEYS
-local used, ttl, fresh = {}, {}, {}
-local refuse, refuse_ttl = 0, 0
+local limit, used, ttl, fresh = {}, {}, {}, {}
+local out = {}
 for i = 1, n do
-  local limit = tonumber(ARGV[2 * i])
+  limit[i] = tonumber(ARGV[2 * i - 1])
   local u = tonumber(redis.call('GET', KEYS[i]))
   local t = redis.call('PTTL', KEYS[i])
   if u == nil or t < 0 then
     fresh[i] = true
     u = 0
-    t = tonumber(ARGV[2 * i + 1])
+    t = tonumber(ARGV[2 * i])
   elseif t < 1 then
     t = 1
   end
   used[i], ttl[i] = u, t
-  if u + need > limit and t >= refuse_ttl then
-    refuse, refuse_ttl = i, t
+  out[i] = t
+end
+local k = n
+local taken = 0
+for j = 2 * n + 1, #ARGV do
+  local cost = tonumber(ARGV[j])
+  local need = math.max(cost, 1)
+  local refuse, refuse_ttl = 0, 0
+  for i = 1, n do
+    if used[i] + need > limit[i] and ttl[i] >= refuse_ttl then
+      refuse, refuse_ttl = i, ttl[i]
+    end
+  end
+  if refuse == 0 and cost > 0 then
+    taken = taken + cost
+    for i = 1, n do
+      used[i] = used[i] + cost
+    end
+  end
+  k = k + 1
+  out[k] = refuse
+  for i = 1, n do
+    k = k + 1
+    out[k] = used[i]
   end
 end
-local take = cost
-if refuse > 0 then take = 0 end
 for i = 1, n do
   if fresh[i] then
-    redis.call('SET', KEYS[i], take, 'PX', ARGV[2 * i + 1])
-  elseif take > 0 then
-    redis.call('INCRBY', KEYS[i], take)
+    redis.call('SET', KEYS[i], taken, 'PX', ARGV[2 * i])
+  elseif taken > 0 then
+    redis.call('INCRBY', KEYS[i], taken)
   end
-  used[i] = used[i] + take
-end
-if refuse > 0 then
-  return {0, refuse, used[refuse], ttl[refuse]}
-end
-local out = {1}
-for i = 1, n do
-  out[2 * i] = used[i]
-  out[2 * i + 1] = ttl[i]
 end
 return out
 ";
@@ -375,32 +396,74 @@ impl RedisRateLimiter {
         ))
     }
 
-    fn decide(&self, limits: &[RateLimit], reply: &[i64]) -> Result<RateDecision, LimiterError> {
-        let window = |l: &RateLimit, used: i64, pttl: i64| WindowUsage {
-            name: l.name.clone(),
-            limit: l.limit,
-            remaining: l.limit.saturating_sub(u64::try_from(used).unwrap_or(0)),
-            reset_ms: u64::try_from(pttl).unwrap_or(0).max(1),
-        };
-        match reply {
-            [1, rest @ ..] if rest.len() == 2 * limits.len() => Ok(RateDecision::Allowed(
-                limits
-                    .iter()
-                    .zip(rest.chunks_exact(2))
-                    .map(|(l, w)| window(l, w[0], w[1]))
-                    .collect(),
-            )),
-            [0, i, used, pttl] => {
-                let l = usize::try_from(*i)
-                    .ok()
-                    .and_then(|i| limits.get(i.checked_sub(1)?))
-                    .ok_or_else(|| self.unexpected(reply))?;
-                Ok(RateDecision::Limited {
-                    window: window(l, *used, *pttl),
-                })
-            }
-            _ => Err(self.unexpected(reply)),
+    /// The decisions in a reply of [`ACQUIRE_LUA`] for `requests` requests.
+    fn decide(
+        &self,
+        limits: &[RateLimit],
+        requests: usize,
+        reply: &[i64],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        let n = limits.len();
+        if reply.len() != n + requests * (n + 1) {
+            return Err(self.unexpected(reply));
         }
+        let (ttls, decisions) = reply.split_at(n);
+        let window = |i: usize, used: i64| {
+            let l = &limits[i];
+            WindowUsage {
+                name: l.name.clone(),
+                limit: l.limit,
+                remaining: l.limit.saturating_sub(u64::try_from(used).unwrap_or(0)),
+                reset_ms: u64::try_from(ttls[i]).unwrap_or(0).max(1),
+            }
+        };
+        decisions
+            .chunks_exact(n + 1)
+            .map(|d| match (d[0], &d[1..]) {
+                (0, used) => Ok(RateDecision::Allowed(
+                    used.iter()
+                        .enumerate()
+                        .map(|(i, &u)| window(i, u))
+                        .collect(),
+                )),
+                (status, used) => {
+                    let i = usize::try_from(status)
+                        .ok()
+                        .and_then(|i| i.checked_sub(1))
+                        .filter(|&i| i < n)
+                        .ok_or_else(|| self.unexpected(reply))?;
+                    Ok(RateDecision::Limited {
+                        window: window(i, used[i]),
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// Decides `costs` in one script call; `limits` and `costs` not empty.
+    async fn acquire_all(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        costs: &[u64],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        let mut invocation = self.inner.acquire.prepare_invoke();
+        for key in self.keys(id, limits) {
+            invocation.key(key);
+        }
+        for l in limits {
+            invocation.arg(l.limit).arg(l.window_ms);
+        }
+        for &cost in costs {
+            invocation.arg(cost);
+        }
+        let invocation = &invocation;
+        let reply: Vec<i64> = self
+            .run("acquire", connection_lost, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        self.decide(limits, costs.len(), &reply)
     }
 }
 
@@ -425,21 +488,32 @@ impl SharedRateLimiter for RedisRateLimiter {
         if limits.is_empty() {
             return Ok(RateDecision::Allowed(Vec::new()));
         }
-        let mut invocation = self.inner.acquire.prepare_invoke();
-        for key in self.keys(id, limits) {
-            invocation.key(key);
+        // A batch of one: the same script, one decision (checked by decide).
+        self.acquire_all(id, limits, &[cost])
+            .await?
+            .pop()
+            .ok_or_else(|| self.unexpected(&[]))
+    }
+
+    /// One script call (one round trip) for the whole batch, decided in
+    /// order inside it; nothing is sent for an empty batch or no windows.
+    ///
+    /// Like [`acquire`](Self::acquire), sent once more when the connection
+    /// broke (which may count the batch twice: refuses more, never admits
+    /// more).
+    async fn acquire_batch(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        costs: &[u64],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        if costs.is_empty() {
+            return Ok(Vec::new());
         }
-        invocation.arg(cost);
-        for l in limits {
-            invocation.arg(l.limit).arg(l.window_ms);
+        if limits.is_empty() {
+            return Ok(vec![RateDecision::Allowed(Vec::new()); costs.len()]);
         }
-        let invocation = &invocation;
-        let reply: Vec<i64> = self
-            .run("acquire", connection_lost, |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        self.decide(limits, &reply)
+        self.acquire_all(id, limits, costs).await
     }
 
     async fn release(&self, id: &str, limits: &[RateLimit], cost: u64) -> Result<(), LimiterError> {
