@@ -12,7 +12,8 @@
 #
 # Env: DURATION (s, default 10), ROUNDS (default 3), CONNS (default 32),
 #      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
-#      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+#      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
+#      SKIP_PG=1 (only the SQLite rows).
 # Prints req/s, p50 and p99 per server and the ratios, measured in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +92,7 @@ TARGETS=(
 )
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 BENCH_REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-if port_open 127.0.0.1 5432 && port_open 127.0.0.1 6379 && command -v psql >/dev/null; then
+if [ -z "${SKIP_PG:-}" ] && port_open 127.0.0.1 5432 && port_open 127.0.0.1 6379 && command -v psql >/dev/null; then
   psql "$PG_URL" -q -c 'DROP SCHEMA IF EXISTS keygate_bench CASCADE; CREATE SCHEMA keygate_bench' >/dev/null
   start keygate_pg 18004 MODE=keygate REDIS_URL="$BENCH_REDIS_URL" \
     DATABASE_URL="$PG_URL?options=-c%20search_path%3Dkeygate_bench"
