@@ -155,7 +155,7 @@ impl KeySources {
                 if values.next().is_some() {
                     return Err(repeated("Authorization header"));
                 }
-                let value = value.to_str().map_err(|_| Error::InvalidKey)?;
+                let value = header_text(value)?;
                 if let Some(token) = bearer_token(value) {
                     return Ok(Some(Cow::Borrowed(token)));
                 }
@@ -163,7 +163,7 @@ impl KeySources {
         }
         if self.x_api_key {
             if let Some(value) = headers.get(X_API_KEY) {
-                let value = value.to_str().map_err(|_| Error::InvalidKey)?.trim();
+                let value = header_text(value)?.trim();
                 if !value.is_empty() {
                     return Ok(Some(Cow::Borrowed(value)));
                 }
@@ -211,6 +211,13 @@ fn repeated(what: &str) -> ApiError {
 
 /// The token of `Bearer <token>`, scheme case-insensitive; `None` for other
 /// schemes or an empty token.
+/// A header value as text. Plain UTF-8 validation, which is word-at-a-time
+/// on ASCII (`HeaderValue::to_str` checks byte by byte for visible ASCII);
+/// anything but a key's characters is refused by key parsing all the same.
+fn header_text(value: &axum::http::HeaderValue) -> Result<&str, Error> {
+    std::str::from_utf8(value.as_bytes()).map_err(|_| Error::InvalidKey)
+}
+
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();

@@ -32,6 +32,26 @@ fn outcome(r: &Result<Verified, Error>) -> &'static str {
     }
 }
 
+/// Sends `n` concurrent verifications of cost 1 and counts the successes;
+/// any outcome but success or a limit refusal fails the test.
+async fn hammer(service: &ApiKeyService, key: &Arc<String>, n: usize) -> usize {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (service, key) = (service.clone(), key.clone());
+            tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            "ok" => ok += 1,
+            "rate_limited" | "usage_exceeded" => {}
+            other => panic!("unexpected outcome {other}"),
+        }
+    }
+    ok
+}
+
 #[tokio::test]
 async fn credits_refill_at_midnight_utc_with_the_cache_on() {
     let clock = at("2030-05-17T23:59:58Z");
@@ -107,21 +127,7 @@ async fn credits_and_windows_are_exact_under_concurrency_with_cache_hits() {
         .unwrap();
     for (key, expected) in [(metered, 50), (limited, 100)] {
         let key = Arc::new(key.expose().to_owned());
-        let tasks: Vec<_> = (0..500)
-            .map(|_| {
-                let (service, key) = (service.clone(), key.clone());
-                tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
-            })
-            .collect();
-        let mut ok = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                "ok" => ok += 1,
-                "rate_limited" | "usage_exceeded" => {}
-                other => panic!("unexpected outcome {other}"),
-            }
-        }
-        assert_eq!(ok, expected);
+        assert_eq!(hammer(&service, &key, 500).await, expected);
     }
 }
 
@@ -213,21 +219,7 @@ async fn concurrent_requests_of_one_key_share_shared_limiter_round_trips() {
     let key = Arc::new(limited_key(&service, 120).await);
     service.verify_with(&key, NONE, 0).await.unwrap();
     flaky.calls.store(0, Ordering::SeqCst);
-    let tasks: Vec<_> = (0..300)
-        .map(|_| {
-            let (service, key) = (service.clone(), key.clone());
-            tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
-        })
-        .collect();
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            "ok" => ok += 1,
-            "rate_limited" => {}
-            other => panic!("unexpected outcome {other}"),
-        }
-    }
-    assert_eq!(ok, 120, "exactly the window");
+    assert_eq!(hammer(&service, &key, 300).await, 120, "exactly the window");
     assert!(!service.rate_limiting_degraded());
     let calls = flaky.calls.load(Ordering::SeqCst);
     assert!(calls <= 3, "{calls} shared-limiter calls for 300 requests");
@@ -433,21 +425,11 @@ async fn concurrent_requests_of_one_key_share_store_round_trips() {
     let key = Arc::new(key.expose().to_owned());
     service.verify_with(&key, NONE, 0).await.unwrap();
     calls.store(0, Ordering::SeqCst);
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let (service, key) = (service.clone(), key.clone());
-            tokio::spawn(async move { outcome(&service.verify_with(&key, NONE, 1).await) })
-        })
-        .collect();
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            "ok" => ok += 1,
-            "usage_exceeded" => {}
-            other => panic!("unexpected outcome {other}"),
-        }
-    }
-    assert_eq!(ok, 150, "exactly the credits");
+    assert_eq!(
+        hammer(&service, &key, 200).await,
+        150,
+        "exactly the credits"
+    );
     let calls = calls.load(Ordering::SeqCst);
     assert!(calls <= 3, "{calls} store calls for 200 requests");
 }
