@@ -16,12 +16,12 @@ use crate::schemas::{ApiKeySchema, ErrorBody, ValidationErrorBody};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreditsRequest {
-    /// `remaining` becomes this (0 to 10^18). The refill settings stay; a
+    /// `remaining` becomes this (0 to 10^15). The refill settings stay; a
     /// key without credits gets credits without refill.
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = u64, minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     set: Option<u64>,
-    /// Added to `remaining` (-10^18 to 10^18; negative takes away, never
+    /// Added to `remaining` (-10^15 to 10^15; negative takes away, never
     /// below 0). The key must have credits (409 otherwise).
     #[serde(default, deserialize_with = "not_null")]
     #[schema(

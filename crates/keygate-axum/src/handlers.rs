@@ -330,7 +330,7 @@ pub(crate) async fn search(
 /// The numbers of a filter body, checked wherever they are used or
 /// ignored: `limit` 1..=100, `offset` at most `i64::MAX` (what every store
 /// can page by), `credits_below` at most `i64::MAX` (the `int64` the
-/// document promises; no key holds more than 10^18 credits).
+/// document promises; no key holds more than 10^15 credits).
 fn check_body_paging(filter: &ApiKeyFilter) -> Result<()> {
     let mut errors = Vec::new();
     if let Some(limit) = filter.limit {

@@ -124,10 +124,10 @@ pub(crate) enum RefillIntervalSchema {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct CreditsSchema {
-    /// Credits left (0 to 10^18).
+    /// Credits left (0 to 10^15).
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     remaining: u64,
-    /// What `remaining` is set to at each refill (1 to 10^18).
+    /// What `remaining` is set to at each refill (1 to 10^15).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     refill_amount: Option<u64>,
     /// How often the refill happens.
@@ -265,7 +265,7 @@ pub(crate) struct ApiKeyFilterSchema {
     has_credits: Option<bool>,
     /// Keys whose stored `credits.remaining` is below this (keys without
     /// credits never match; a refill due but not yet applied by a use is
-    /// not counted). At most 2^63 - 1 (no key holds more than 10^18).
+    /// not counted). At most 2^63 - 1 (no key holds more than 10^15).
     #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     credits_below: Option<u64>,
     /// true: keys with rate limits; false: keys without.
