@@ -260,10 +260,11 @@ where
     for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
 {
     if D::UPDATE_RETURNING {
-        let cost = i64::try_from(cost).is_ok().then_some(cost);
-        consume_returning::<D>(pool, id, cost, cost.map(|c| c.max(1)), now).await
+        consume_returning::<D>(pool, id, Some(cost), Some(cost.max(1)), now).await
     } else {
-        consume_locked::<D>(pool, id, cost, now).await
+        // MySQL, MariaDB (no `UPDATE … RETURNING`): a batch of one.
+        let uses = consume_batch::<D>(pool, id, &[cost], now).await?;
+        Ok(uses.into_iter().next().unwrap_or(CreditUse::Refused))
     }
 }
 
@@ -309,25 +310,6 @@ where
         .try_get::<Option<i64>, _>(0)
         .map_err(|e| crate::query::column_error(&CREDITS_COLUMNS, 0, e))?;
     taken(remaining)
-}
-
-/// A short transaction (MySQL, MariaDB: no `UPDATE … RETURNING`): the
-/// credits columns read with the row locked, `Credits::consume` applied in
-/// Rust, the new values written only when the request is allowed.
-async fn consume_locked<D: Dialect>(
-    pool: &Pool<D::DB>,
-    id: &str,
-    cost: u64,
-    now: DateTime<Utc>,
-) -> Result<CreditUse, StoreError>
-where
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-    usize: ColumnIndex<<D::DB as Database>::Row>,
-    for<'r> String: Decode<'r, D::DB> + Type<D::DB>,
-    for<'r> i64: Decode<'r, D::DB> + Type<D::DB>,
-{
-    let uses = consume_batch::<D>(pool, id, &[cost], now).await?;
-    Ok(uses.into_iter().next().unwrap_or(CreditUse::Refused))
 }
 
 /// `KeyStore::consume_credits_batch`, on every backend: one transaction
