@@ -69,6 +69,9 @@
 //! [`ApiKeyService::rate_limiting_degraded`]: keygate::ApiKeyService::rate_limiting_degraded
 #![warn(missing_docs)]
 
+mod changes;
+pub use changes::RedisChangeFeed;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;

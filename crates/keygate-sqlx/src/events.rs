@@ -7,6 +7,27 @@ use crate::codec::object_from_json;
 use crate::error::store_error;
 use crate::query::{column_error, fetch_all, fetch_count, Dialect, SqlBuilder, Value};
 
+/// Announces, where the database can ([`Dialect::NOTIFY`]), that the key
+/// with this key id changed. Inside the change's transaction: the
+/// announcement is delivered when it commits, and never for a rollback.
+pub(crate) async fn announce<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D::DB>,
+    key_id: &str,
+) -> Result<(), StoreError> {
+    let Some(statement) = D::NOTIFY else {
+        return Ok(());
+    };
+    let mut qb = SqlBuilder::new(statement);
+    D::bind(&mut qb, Value::Text(Some(key_id)));
+    qb.push(")");
+    let (sql, args) = qb.into_parts()?;
+    sqlx::query_with(&sql, args)
+        .execute(db)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// Reads a row of `Dialect::EVENT_COLUMNS` into an [`AuditEvent`].
 pub(crate) fn decode_event<D: Dialect>(
     row: &<D::DB as Database>::Row,

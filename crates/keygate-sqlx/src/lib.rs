@@ -32,6 +32,8 @@
 mod codec;
 mod error;
 mod events;
+mod gate;
+mod listen;
 mod mysql;
 mod postgres;
 mod query;
@@ -46,6 +48,7 @@ use std::time::Duration;
 
 use keygate::StoreError;
 
+pub use listen::{PgChangeListener, CHANGES_CHANNEL};
 pub use mysql::MySqlRepository;
 pub use postgres::PostgresRepository;
 pub use repository::SqlRepository;

@@ -104,6 +104,7 @@ impl Dialect for PgDialect {
     const EVENT_COLUMNS: &'static str =
         "id, at, action, key_id, entity_id, actor, changes::text AS changes";
     const UPDATE_RETURNING: bool = true;
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('keygate_key_changes', ");
 
     fn decode(row: &PgRow) -> Result<ApiKey, StoreError> {
         query::decode_row::<Self>(row)

@@ -288,6 +288,12 @@ pub(crate) trait Dialect {
     /// one statement; without (MySQL, MariaDB), a short locking
     /// transaction.
     const UPDATE_RETURNING: bool = false;
+    /// The start of a statement that announces a change to other
+    /// instances, completed with the key id and `)`: PostgreSQL's
+    /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. `None` where the database
+    /// has no such thing (SQLite, MySQL): other instances see changes by
+    /// polling (their cache TTL).
+    const NOTIFY: Option<&'static str> = None;
 
     /// Reads a row selected with [`Dialect::COLUMNS`] (with [`decode_row`]).
     fn decode(row: &<Self::DB as Database>::Row) -> Result<ApiKey, StoreError>;

@@ -8,7 +8,7 @@ use keygate::{ApiKey, Audit, CreditUse, KeyChange, RefillInterval, StoreError};
 use sqlx::{ColumnIndex, Database, Decode, Executor, Pool, Row, Type};
 
 use crate::error::{store_error, write_error};
-use crate::events::insert_event;
+use crate::events::{announce, insert_event};
 use crate::query::{decode_credits, fetch_key, Dialect, SqlBuilder, Value, CREDITS_COLUMNS};
 
 /// Every column of a key but `id`, with the key's values.
@@ -149,6 +149,7 @@ where
     }
     if let Some(event) = audit.event(Some(&old), Some(&new)) {
         insert_event::<D>(&mut *tx, &event).await?;
+        announce::<D>(&mut *tx, &old.key_id).await?;
     }
     tx.commit().await.map_err(store_error)?;
     Ok(Some(new))
@@ -178,6 +179,7 @@ where
     if let Some(event) = audit.event(Some(&old), None) {
         insert_event::<D>(&mut *tx, &event).await?;
     }
+    announce::<D>(&mut *tx, &old.key_id).await?;
     tx.commit().await.map_err(store_error)?;
     Ok(Some(old))
 }

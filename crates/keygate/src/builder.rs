@@ -8,6 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::hash::{HashAlgorithm, KeyHasher, Pepper};
 use crate::hash_pool::HashPool;
+use crate::invalidation::ChangePublisher;
 use crate::key::{KeyFormat, Secret};
 use crate::ratelimit::{Limiters, SharedRateLimiter};
 use crate::repository::Repository;
@@ -51,6 +52,7 @@ pub struct ServiceBuilder {
     shared_limiter: Option<Arc<dyn SharedRateLimiter>>,
     shared_limiter_timeout: Duration,
     shared_limiter_retry: Duration,
+    publisher: Option<Arc<dyn ChangePublisher>>,
 }
 
 impl ServiceBuilder {
@@ -69,6 +71,7 @@ impl ServiceBuilder {
             shared_limiter: None,
             shared_limiter_timeout: Duration::from_millis(100),
             shared_limiter_retry: Duration::from_secs(1),
+            publisher: None,
         }
     }
 
@@ -170,6 +173,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Announces every change this service stores to the other instances
+    /// (e.g. `keygate_redis::RedisChangeFeed`), so that their caches drop
+    /// the key at once. See [`ChangePublisher`].
+    pub fn change_publisher(mut self, publisher: Arc<dyn ChangePublisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
     /// Checks the configuration and builds the service.
     pub fn build(self) -> Result<ApiKeyService, Error> {
         for (field, range) in [
@@ -204,6 +215,7 @@ impl ServiceBuilder {
                 self.shared_limiter_retry,
             ),
             credit_queues: Arc::default(),
+            publisher: self.publisher,
         }))
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -114,6 +115,10 @@ pub(crate) enum Cached {
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
     entries: Entries,
+    /// Moves on every invalidation. A store read that began before an
+    /// invalidation may return the key as it was before the change; such a
+    /// read is cached as stale (see [`VerifyCache::insert`]).
+    generation: AtomicU64,
     ttl: TimeDelta,
     proof_ttl: TimeDelta,
     hashing: Mutex<Gates>,
@@ -160,11 +165,16 @@ impl Entries {
         shard.get(key_id).cloned()
     }
 
-    fn insert(&self, key_id: &str, entry: Entry) {
+    /// Inserts `entry`; `stale` is asked under the shard's lock, so it sees
+    /// every invalidation of `key_id` made before or during the insert.
+    fn insert(&self, key_id: &str, mut entry: Entry, stale: impl FnOnce() -> bool) {
         let mut shard = self
             .shard(key_id)
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        if stale() {
+            entry.fresh_until = DateTime::<Utc>::MIN_UTC;
+        }
         if shard.len() >= self.per_shard && !shard.contains_key(key_id) {
             let evicted = shard.keys().next().cloned();
             if let Some(victim) = evicted {
@@ -175,22 +185,29 @@ impl Entries {
     }
 
     /// Applies `f` to the entry of `key_id`, if there is one.
-    fn update(&self, key_id: &str, f: impl FnOnce(&mut Entry)) {
+    fn update(&self, key_id: &str, f: impl FnOnce(Option<&mut Entry>)) {
         let mut shard = self
             .shard(key_id)
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = shard.get_mut(key_id) {
-            f(entry);
-        }
+        f(shard.get_mut(key_id));
     }
 
-    fn remove(&self, key_id: &str) {
+    fn remove(&self, key_id: &str, then: impl FnOnce()) {
         let mut shard = self
             .shard(key_id)
             .write()
             .unwrap_or_else(|p| p.into_inner());
         shard.remove(key_id);
+        then();
+    }
+
+    /// Applies `f` to every entry, one shard at a time.
+    fn update_all(&self, f: impl Fn(&mut Entry)) {
+        for shard in &*self.shards {
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            shard.values_mut().for_each(&f);
+        }
     }
 
     #[cfg(test)]
@@ -236,6 +253,7 @@ impl VerifyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
         Self {
             entries: Entries::new(config.max_entries),
+            generation: AtomicU64::new(0),
             ttl: TimeDelta::from_std(config.ttl).unwrap_or(TimeDelta::MAX),
             proof_ttl: TimeDelta::from_std(config.proof_ttl.max(config.ttl))
                 .unwrap_or(TimeDelta::MAX),
@@ -284,12 +302,23 @@ impl VerifyCache {
         })
     }
 
+    /// The current invalidation generation: read it before a store read,
+    /// pass it to [`VerifyCache::insert`] with what the read returned.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Caches a key proven at `now`, read from the store when the
+    /// generation was `read_at`. If any invalidation came since, the read
+    /// may predate the change it announced: the entry keeps its proof but
+    /// is stale, so its next use reads the store again.
     pub(crate) fn insert(
         &self,
         digest: KeyDigest,
         entity: Arc<ApiKey>,
         proof: Proof,
         now: DateTime<Utc>,
+        read_at: u64,
     ) {
         let until = |d| {
             now.checked_add_signed(d)
@@ -303,15 +332,20 @@ impl VerifyCache {
             proven_until: until(self.proof_ttl),
         };
         let key_id = entry.entity.key_id.clone();
-        self.entries.insert(&key_id, entry);
+        self.entries
+            .insert(&key_id, entry, || self.generation() != read_at);
     }
 
-    /// Replaces the entity of a fresh entry, keeping its freshness.
-    pub(crate) fn refresh_entity(&self, digest: KeyDigest, entity: Arc<ApiKey>) {
-        let key_id = entity.key_id.clone();
-        self.entries.update(&key_id, |entry| {
-            if bool::from(entry.digest.ct_eq(&digest)) {
-                entry.entity = entity;
+    /// Records a use in the cached entity of this presented key: its
+    /// `last_used_at` moves forward, nothing else of it changes (the caller's
+    /// copy may be older than the cached one).
+    pub(crate) fn record_use(&self, key_id: &str, digest: KeyDigest, at: DateTime<Utc>) {
+        self.entries.update(key_id, |entry| {
+            let Some(entry) = entry.filter(|e| bool::from(e.digest.ct_eq(&digest))) else {
+                return;
+            };
+            if entry.entity.last_used_at.is_none_or(|t| t < at) {
+                Arc::make_mut(&mut entry.entity).last_used_at = Some(at);
             }
         });
     }
@@ -319,12 +353,29 @@ impl VerifyCache {
     /// Makes the entry stale, keeping its proof: the next use re-reads the
     /// entity from the store without hashing again.
     pub(crate) fn expire(&self, key_id: &str) {
+        self.entries.update(key_id, |entry| {
+            // Under the shard's lock: an insert of this key either came
+            // before (and is marked here) or sees the new generation.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            if let Some(entry) = entry {
+                entry.fresh_until = DateTime::<Utc>::MIN_UTC;
+            }
+        });
+    }
+
+    /// Makes every entry stale (announcements may have been lost).
+    pub(crate) fn expire_all(&self) {
+        // First the generation, so inserts racing with the sweep below
+        // come out stale; entries inserted before are swept.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries
-            .update(key_id, |entry| entry.fresh_until = DateTime::<Utc>::MIN_UTC);
+            .update_all(|entry| entry.fresh_until = DateTime::<Utc>::MIN_UTC);
     }
 
     pub(crate) fn invalidate(&self, key_id: &str) {
-        self.entries.remove(key_id);
+        self.entries.remove(key_id, || {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        });
     }
 }
 
@@ -350,7 +401,7 @@ mod tests {
         let cache = VerifyCache::new(config);
         let now = Utc::now();
         for i in 0..1000 {
-            cache.insert([1; 32], key(format!("{i:016x}")), Proof::Current, now);
+            cache.insert([1; 32], key(format!("{i:016x}")), Proof::Current, now, 0);
         }
         assert!(
             cache.entries.len() <= 64 + SHARDS,

@@ -39,6 +39,7 @@ mod error;
 mod filter;
 mod hash;
 mod hash_pool;
+mod invalidation;
 mod key;
 mod limits;
 mod memory;
@@ -64,6 +65,7 @@ pub use entity::{
 pub use error::{Error, FieldError, StoreError};
 pub use filter::{fold_case, ApiKeyFilter, OrderBy};
 pub use hash::{HashAlgorithm, KeyHasher, Pepper, StoredKind, PEPPER_ENV};
+pub use invalidation::{ChangePublisher, Invalidator};
 pub use key::{KeyFormat, KeyId, ParsedKey, PlainKey, Secret, KEY_ID_LEN, SECRET_LEN};
 pub use limits::{
     CreditChange, CreditUse, Credits, RateDecision, RateLimit, RefillInterval, Usage, WindowUsage,

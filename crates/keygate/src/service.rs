@@ -17,6 +17,7 @@ use crate::error::{Error, FieldError};
 use crate::filter::ApiKeyFilter;
 use crate::hash::KeyHasher;
 use crate::hash_pool::{HashPool, Lane};
+use crate::invalidation::{ChangePublisher, Invalidator};
 use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
 use crate::limits::{CreditChange, Usage, MAX_CREDITS};
 use crate::ratelimit::Limiters;
@@ -36,6 +37,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limiters: Limiters,
     pub(crate) credit_queues: Arc<crate::credit_queue::CreditQueues>,
+    pub(crate) publisher: Option<Arc<dyn ChangePublisher>>,
 }
 
 /// A successful verification: the key, and what the request used of its
@@ -352,7 +354,38 @@ impl ApiKeyService {
         if let Some(cache) = &self.inner.cache {
             cache.expire(&key.key_id);
         }
+        self.announce(&key.key_id).await;
         Ok(key)
+    }
+
+    /// Tells the other instances, if a publisher is set, that a key changed.
+    /// Awaited (for at most a second), so that when a change returns, the
+    /// others are being told; a failure only costs them their cache TTL.
+    async fn announce(&self, key_id: &str) {
+        let Some(publisher) = &self.inner.publisher else {
+            return;
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(1), publisher.publish(key_id)).await;
+        let error = match sent {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 1 s".to_owned(),
+        };
+        tracing::warn!(
+            key_id,
+            publisher = publisher.name(),
+            error,
+            "could not announce a key change: other instances see it within their cache TTL"
+        );
+    }
+
+    /// The handle a change listener (PostgreSQL `LISTEN`, Redis pub/sub)
+    /// uses to drop this service's cached copies of changed keys. See
+    /// [`Invalidator`].
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Deletes a key and returns what was deleted. Its audit events stay.
@@ -365,6 +398,7 @@ impl ApiKeyService {
             .await?
             .ok_or(Error::NotFound)?;
         self.forget(&deleted.key_id);
+        self.announce(&deleted.key_id).await;
         Ok(deleted)
     }
 

@@ -7,7 +7,7 @@ use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
-use crate::cache::{digest, Cached, KeyDigest, Proof};
+use crate::cache::{digest, Cached, KeyDigest, Proof, VerifyCache};
 use crate::entity::{truncate_micros, ApiKey};
 use crate::error::Error;
 use crate::hash::HashAlgorithm;
@@ -226,6 +226,9 @@ impl ApiKeyService {
         now: DateTime<Utc>,
     ) -> Result<(Arc<ApiKey>, Proof), Error> {
         let inner = &self.inner;
+        // Before the read: an invalidation after this point may concern a
+        // change the read does not see yet.
+        let read_at = inner.cache.as_ref().map_or(0, VerifyCache::generation);
         // 3. Unknown key id: spend the same hashing work anyway.
         let Some(stored) = inner.repo.get_by_key_id(parsed.key_id).await? else {
             self.forget(parsed.key_id);
@@ -265,7 +268,7 @@ impl ApiKeyService {
         };
         let key = Arc::new(stored);
         if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.insert(d, key.clone(), proof, now);
+            cache.insert(d, key.clone(), proof, now, read_at);
         }
         Ok((key, proof))
     }
@@ -309,7 +312,7 @@ impl ApiKeyService {
             self.start_flusher();
         }
         if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.refresh_entity(d, used.clone());
+            cache.record_use(&used.key_id, d, now);
         }
         Ok(used)
     }

@@ -47,6 +47,10 @@ pub struct Spy {
     touches: Arc<AtomicUsize>,
     /// How long each `touch` takes, to catch a write in flight.
     pub touch_delay: std::time::Duration,
+    /// When set, each read by key id, once it has read the row, signals
+    /// the first `Notify` and waits for the second before returning it (to
+    /// hold a read in flight while something else happens).
+    pub hold_reads: Option<Arc<(tokio::sync::Notify, tokio::sync::Notify)>>,
 }
 
 /// A spy store and a function returning how many key-id reads it served.
@@ -64,6 +68,7 @@ pub fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
         reads: reads.clone(),
         touches: touches.clone(),
         touch_delay: std::time::Duration::ZERO,
+        hold_reads: None,
     };
     (
         spy,
@@ -79,7 +84,12 @@ impl KeyStore for Spy {
     }
     async fn get_by_key_id(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_by_key_id(key_id).await
+        let row = self.inner.get_by_key_id(key_id).await;
+        if let Some(hold) = &self.hold_reads {
+            hold.0.notify_one();
+            hold.1.notified().await;
+        }
+        row
     }
     async fn insert(&self, key: &ApiKey, audit: &Audit) -> Result<(), StoreError> {
         self.inner.insert(key, audit).await
