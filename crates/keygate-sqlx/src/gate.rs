@@ -4,15 +4,17 @@
 //! by default), so without this every request would wait that long for its
 //! 503. The gate watches the calls instead: when one is slow (50 ms) or
 //! fails as unavailable, it *probes* the server with a connection of its
-//! own (150 ms at most). A refused or unanswered probe marks the store
-//! down: the calls waiting are answered at once with
-//! [`StoreError::Unavailable`], and so is every call until a probe, every
-//! 100 ms, connects again. A slow call on a healthy server only costs a
-//! probe (at most one per 250 ms).
+//! own (150 ms at most). A refused connection marks the store down; so
+//! does any other failed probe (no connection within 150 ms, an error from
+//! the server) unless calls kept completing meanwhile, which tells a busy
+//! server from a gone one. Once down, the calls waiting are answered at
+//! once with [`StoreError::Unavailable`], and so is every call until a
+//! probe, every 100 ms, connects again. A slow call on a healthy server
+//! only costs a probe (at most one per 250 ms).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +24,26 @@ use tokio::time::Instant;
 
 /// Connects to the server and disconnects; the error says why not.
 pub(crate) type Probe =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), ProbeError>> + Send>> + Send + Sync>;
+
+/// Why a probe did not connect.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeError {
+    /// The server refused the connection: nothing listens there.
+    pub refused: bool,
+    pub reason: String,
+}
+
+impl ProbeError {
+    pub(crate) fn from_sqlx(e: &sqlx::Error) -> Self {
+        let refused =
+            matches!(e, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        Self {
+            refused,
+            reason: e.to_string(),
+        }
+    }
+}
 
 /// Timings of a [`Gate`].
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +82,8 @@ struct Shared {
     timing: GateTiming,
     probing: AtomicBool,
     last_probe: Mutex<Option<Instant>>,
+    /// Calls the server answered (successfully or with an error of its own).
+    answered: AtomicU64,
 }
 
 impl std::fmt::Debug for Gate {
@@ -80,6 +103,7 @@ impl Gate {
                 timing,
                 probing: AtomicBool::new(false),
                 last_probe: Mutex::new(None),
+                answered: AtomicU64::new(0),
             }),
         }
     }
@@ -120,6 +144,8 @@ impl Gate {
     fn after<T>(&self, done: Result<T, StoreError>) -> Result<T, StoreError> {
         if matches!(done, Err(StoreError::Unavailable(_))) {
             self.probe_soon();
+        } else {
+            self.shared.answered.fetch_add(1, Ordering::Relaxed);
         }
         done
     }
@@ -143,22 +169,32 @@ impl Gate {
         }
         let gate = self.clone();
         tokio::spawn(async move {
+            let answered = gate.shared.answered.load(Ordering::Relaxed);
             let result = gate.probe_once().await;
             gate.shared.probing.store(false, Ordering::Release);
-            if let Err(reason) = result {
-                gate.mark_down(reason);
+            let Err(e) = result else {
+                return;
+            };
+            if e.refused || gate.shared.answered.load(Ordering::Relaxed) == answered {
+                gate.mark_down(e.reason);
+            } else {
+                // A busy server: calls completed while the probe failed.
+                tracing::debug!(reason = %e.reason, "database probe failed while calls complete: not down");
             }
         });
     }
 
-    async fn probe_once(&self) -> Result<(), String> {
+    async fn probe_once(&self) -> Result<(), ProbeError> {
         let timing = self.shared.timing;
         match tokio::time::timeout(timing.probe_timeout, (self.shared.probe)()).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "no connection within {} ms",
-                timing.probe_timeout.as_millis()
-            )),
+            Err(_) => Err(ProbeError {
+                refused: false,
+                reason: format!(
+                    "no connection within {} ms",
+                    timing.probe_timeout.as_millis()
+                ),
+            }),
         }
     }
 
@@ -221,7 +257,10 @@ mod tests {
                     if up {
                         Ok(())
                     } else {
-                        Err("connection refused".to_owned())
+                        Err(ProbeError {
+                            refused: true,
+                            reason: "connection refused".to_owned(),
+                        })
                     }
                 })
             })
@@ -273,6 +312,26 @@ mod tests {
         assert!(gate.run(hang()).await.is_err());
         let took = start.elapsed();
         assert!(took <= Duration::from_millis(201), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_probe_while_calls_complete_is_a_busy_server_not_a_gone_one() {
+        let probe: Probe = Arc::new(|| Box::pin(std::future::pending()));
+        let gate = Gate::new(probe, GateTiming::default());
+        // One slow call starts a probe; quick ones keep completing.
+        let slow = gate.run(async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok(1)
+        });
+        let quick = async {
+            for _ in 0..40 {
+                gate.run(async { Ok(2) }).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let (slow, ()) = tokio::join!(slow, quick);
+        assert_eq!(slow.unwrap(), 1);
+        assert!(gate.down().is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,7 +9,7 @@ use keygate::{
     StoreError,
 };
 
-use crate::gate::{Gate, GateTiming, Probe};
+use crate::gate::{Gate, GateTiming, Probe, ProbeError};
 use crate::{Backend, MySqlRepository, PostgresRepository, SqlOptions, SqliteRepository};
 
 /// A [`Repository`] on SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
@@ -260,7 +260,9 @@ fn probe<C: sqlx::Connection>(options: &C::Options) -> Probe {
     Arc::new(move || {
         let options = options.clone();
         Box::pin(async move {
-            let connection = C::connect_with(&options).await.map_err(|e| e.to_string())?;
+            let connection = C::connect_with(&options)
+                .await
+                .map_err(|e| ProbeError::from_sqlx(&e))?;
             let _ = connection.close().await;
             Ok(())
         })
