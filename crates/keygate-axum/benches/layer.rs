@@ -1,6 +1,8 @@
 //! What `RequireScopes` adds to a request, in process (no sockets): the same
 //! route answered by a bare axum router that compares the bearer token with
-//! a constant, and by one behind `RequireScopes` with the cache warm.
+//! a constant, and by one behind `RequireScopes` with the cache warm:
+//! `keygate` without a metrics recorder (the library default),
+//! `keygate_metrics` with `metrics-exporter-prometheus`'s recorder.
 //!
 //! `cargo bench -p keygate-axum --bench layer`
 
@@ -27,17 +29,8 @@ fn request(key: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let bare = Router::new().route(
-        "/protected",
-        get(|headers: axum::http::HeaderMap| async move {
-            let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-            let ok = given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
-            assert!(ok);
-            Json(json!({"message": "This is protected data", "id": BARE_ID}))
-        }),
-    );
+/// A router behind `RequireScopes(["write"])` with the cache warm, and its key.
+fn protected_router(rt: &tokio::runtime::Runtime) -> (Router, String) {
     let service = ApiKeyService::builder(InMemoryRepository::new())
         .pepper(Pepper::new("bench-pepper").unwrap())
         .build()
@@ -62,6 +55,31 @@ fn bench(c: &mut Criterion) {
         let r = protected.clone().oneshot(request(&key)).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     });
+    (protected, key)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bare = Router::new().route(
+        "/protected",
+        get(|headers: axum::http::HeaderMap| async move {
+            let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let ok = given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
+            assert!(ok);
+            Json(json!({"message": "This is protected data", "id": BARE_ID}))
+        }),
+    );
+    let (protected, key) = protected_router(&rt);
+    // Services take their metric handles when built: this one records into
+    // a Prometheus recorder, whose upkeep runs every 5 s.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        handle.run_upkeep();
+    });
+    let (metered, metered_key) = protected_router(&rt);
 
     let mut g = c.benchmark_group("request");
     g.bench_function("bare", |b| {
@@ -75,6 +93,13 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter_batched(
             || request(&key),
             |req| protected.clone().oneshot(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("keygate_metrics", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(&metered_key),
+            |req| metered.clone().oneshot(req),
             criterion::BatchSize::SmallInput,
         )
     });

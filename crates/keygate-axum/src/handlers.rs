@@ -29,21 +29,23 @@ use crate::schemas::{
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateApiKey {
     /// 1 to 128 characters.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, examples("billing-service"))]
     name: String,
     /// At most 1024 characters.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, examples("Invoices and payment webhooks"))]
     description: Option<String>,
     /// Default true.
+    #[schema(examples(true))]
     is_active: Option<bool>,
     /// At most 100, each matching `^[a-z][a-z0-9:_-]*$` (duplicates are dropped).
     #[schema(value_type = Option<Vec<Scope>>, max_items = 100)]
     scopes: Option<Vec<String>>,
     /// Must be in the future (RFC 3339).
+    #[schema(examples("2030-01-01T00:00:00Z"))]
     expires_at: Option<DateTime<Utc>>,
     /// The application's user, team or customer the key belongs to
     /// (1 to 256 characters).
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, examples("team-7"))]
     owner_id: Option<String>,
     /// The application's own data: a JSON object of at most 8 KiB
     /// (compact JSON), returned with the entity.
@@ -63,6 +65,9 @@ pub(crate) struct CreateApiKey {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CreatedApiKey<'a> {
     /// The full key. It is not stored and cannot be shown again.
+    #[schema(examples(
+        "ak_v1-7a74caa323a5410d-Q2kR8vN4xT7bL1mZ9cW3yH6pD0fJ5sA2gE8uK4nV7qB1tX3rM6zC9wY0hP5dL2jF8"
+    ))]
     pub(crate) api_key: &'a str,
     #[schema(value_type = ApiKeySchema)]
     pub(crate) entity: keygate::ApiKey,
@@ -73,6 +78,9 @@ pub(crate) struct CreatedApiKey<'a> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyRequest {
     /// The full key to check.
+    #[schema(examples(
+        "ak_v1-7a74caa323a5410d-Q2kR8vN4xT7bL1mZ9cW3yH6pD0fJ5sA2gE8uK4nV7qB1tX3rM6zC9wY0hP5dL2jF8"
+    ))]
     api_key: String,
     /// Scopes the key must all hold (at most 100).
     #[serde(default)]

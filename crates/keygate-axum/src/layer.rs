@@ -162,10 +162,11 @@ impl KeyVerifier {
         required: &[S],
         cost: u64,
     ) -> Result<Verified, ApiError> {
-        let raw = self
-            .sources
-            .find(headers, uri)?
-            .ok_or(Error::KeyNotProvided)?;
+        let Some(raw) = self.sources.find(headers, uri)? else {
+            // Counted and logged like any verification.
+            self.service.record_refusal(&Error::KeyNotProvided);
+            return Err(Error::KeyNotProvided.into());
+        };
         Ok(self.service.verify_with(&raw, required, cost).await?)
     }
 }

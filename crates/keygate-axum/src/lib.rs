@@ -41,6 +41,7 @@ mod audit;
 mod credits;
 mod error;
 mod extract;
+pub mod gateway;
 mod handlers;
 mod json;
 mod last_admin;
@@ -64,7 +65,9 @@ pub use management::{
     management_router, ManagementConfig, ANONYMOUS_ACTOR, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,
     DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
-pub use openapi::{docs_router, openapi, DEFAULT_MOUNT_PATH};
+pub use openapi::{
+    docs_router, document_health_routes, document_metrics_route, openapi, DEFAULT_MOUNT_PATH,
+};
 pub use sources::{KeySources, API_KEY_PARAM, X_API_KEY};
 
 /// What [`app`] mounts, and how.
@@ -82,6 +85,8 @@ pub struct AppConfig {
     management: ManagementConfig,
     mount_path: String,
     docs: bool,
+    health_docs: bool,
+    metrics_docs: bool,
 }
 
 impl Default for AppConfig {
@@ -90,6 +95,8 @@ impl Default for AppConfig {
             management: ManagementConfig::default(),
             mount_path: DEFAULT_MOUNT_PATH.to_owned(),
             docs: true,
+            health_docs: false,
+            metrics_docs: false,
         }
     }
 }
@@ -154,6 +161,33 @@ impl AppConfig {
         self
     }
 
+    /// Documents `GET /healthz` and `GET /readyz` in `/openapi.json`
+    /// ([`document_health_routes`]): for a server that serves them next to
+    /// the app, as `keygate serve` does. The routes are the caller's; off
+    /// by default, so the document lists only routes the app answers.
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().document_health_routes();
+    /// # let _ = config;
+    /// ```
+    pub fn document_health_routes(mut self) -> Self {
+        self.health_docs = true;
+        self
+    }
+
+    /// Documents `GET /metrics` in `/openapi.json`
+    /// ([`document_metrics_route`]): for a server that serves it next to
+    /// the app, admin-protected, as `keygate serve` does. Off by default.
+    ///
+    /// ```
+    /// let config = keygate_axum::AppConfig::default().document_metrics_route();
+    /// # let _ = config;
+    /// ```
+    pub fn document_metrics_route(mut self) -> Self {
+        self.metrics_docs = true;
+        self
+    }
+
     /// Leaves out `/openapi.json` and `/docs`.
     ///
     /// ```
@@ -195,7 +229,14 @@ pub fn app(service: ApiKeyService, config: AppConfig) -> Router {
     }
     .merge(audit);
     let router = if config.docs {
-        router.merge(docs_router(openapi(mount)))
+        let mut doc = openapi(mount);
+        if config.health_docs {
+            document_health_routes(&mut doc);
+        }
+        if config.metrics_docs {
+            document_metrics_route(&mut doc);
+        }
+        router.merge(docs_router(doc))
     } else {
         router
     };

@@ -1,11 +1,20 @@
 //! The OpenAPI 3.1 document and the offline docs page.
 
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::schema::{
     AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -75,7 +84,7 @@ fn under_mount(path: &str) -> Option<&str> {
 /// `/audit`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "keygate", description = "API key management: issue keys, store only their hashes, verify them with scopes."),
+    info(title = "keygate API", description = "API key management: issue keys, store only their hashes, verify them with scopes."),
     paths(
         create, list, get_one, get_by_key_id, update, delete, activate, deactivate, rotate,
         change_credits, key_events, search, count, verify, audit
@@ -88,8 +97,8 @@ fn under_mount(path: &str) -> Option<&str> {
         CreditsRequest
     )),
     modifiers(
-        &BearerScheme, &OptionalRotateBody, &CommonResponses, &UpdateConstraints,
-        &CreditsConstraints
+        &PropertyExamples, &BearerScheme, &OptionalRotateBody, &CommonResponses,
+        &UpdateConstraints, &CreditsConstraints
     ),
     tags(
         (name = "api-keys", description = "Manage and verify API keys. Every route but `/verify` needs a key with the admin scope."),
@@ -100,6 +109,8 @@ pub(crate) struct ManagementDoc;
 
 /// `GET /openapi.json` (the document) and `GET /docs` (Swagger UI, served
 /// from assets embedded in the binary: no request leaves for another host).
+/// The page's title (the browser tab, bookmarks) is the document's
+/// `info.title`, `keygate API` for [`openapi`], not Swagger UI's own.
 ///
 /// ```
 /// use axum::Router;
@@ -112,11 +123,252 @@ pub fn docs_router(doc: OpenApi) -> Router {
         .validator_url("none")
         .try_it_out_enabled(true)
         .persist_authorization(false);
+    let title: Arc<str> = html_escape(&doc.info.title).into();
+    // utoipa-swagger-ui has no setting for the page title: its index.html
+    // says `<title>Swagger UI</title>`, replaced on the way out.
     Router::from(
         SwaggerUi::new("/docs")
             .url("/openapi.json", doc)
             .config(config),
     )
+    .layer(axum::middleware::map_response(move |response| {
+        retitle(response, Arc::clone(&title))
+    }))
+}
+
+/// Swagger UI's page title, as its `index.html` has it.
+const SWAGGER_UI_TITLE: &str = "<title>Swagger UI</title>";
+
+/// `response` with Swagger UI's title replaced by `title` when it is the
+/// HTML page; anything else as it is.
+async fn retitle(response: Response, title: Arc<str>) -> Response {
+    let html = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // The page is about 700 bytes; 1 MiB is far more than any HTML here.
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let page = String::from_utf8_lossy(&bytes).replacen(
+        SWAGGER_UI_TITLE,
+        &format!("<title>{title}</title>"),
+        1,
+    );
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(page))
+}
+
+/// `text` safe inside an HTML element.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Adds `GET /healthz` (liveness) and `GET /readyz` (readiness) to `doc`,
+/// with the `Health` body they answer. For a server that serves both
+/// routes next to [`app`](crate::app), as `keygate serve` does; the
+/// routes themselves are not part of this crate. [`AppConfig::document_health_routes`](crate::AppConfig::document_health_routes)
+/// does this for the document `app` serves.
+///
+/// ```
+/// let mut doc = keygate_axum::openapi("/api-keys");
+/// keygate_axum::document_health_routes(&mut doc);
+/// assert!(doc.paths.paths.contains_key("/healthz"));
+/// assert!(doc.paths.paths.contains_key("/readyz"));
+/// ```
+pub fn document_health_routes(doc: &mut OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.insert(
+        "Health".to_owned(),
+        RefOr::T(
+            ObjectBuilder::new()
+                .description(Some("What a health route answers."))
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(
+                            "`ok` (`/healthz`) or `ready` (`/readyz`) with 200; with 503, why \
+                             not, e.g. `unavailable` or `draining`",
+                        ))
+                        .examples(["ok"]),
+                )
+                .required("status")
+                .property(
+                    "detail",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("With 503: what is wrong, in words"))
+                        .examples(["store unreachable"]),
+                )
+                .into(),
+        ),
+    );
+    let health = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("Health"))),
+            )
+            .build()
+    };
+    let routes = [
+        (
+            "/healthz",
+            "healthz",
+            "Liveness: is the process serving?",
+            "Answers 200 as long as the process serves requests, whatever the state of the key \
+             store: for a supervisor that restarts a process which stopped answering. Use \
+             `/readyz` to decide whether to send traffic. No key needed.",
+            "The process is serving",
+            "The process cannot serve requests",
+        ),
+        (
+            "/readyz",
+            "readyz",
+            "Readiness: can this instance verify keys?",
+            "Answers 200 when the key store answers, 503 when it does not or while the server \
+             shuts down: for a load balancer that sends traffic only to instances that can \
+             verify keys. No key needed.",
+            "The key store answers: ready for traffic",
+            "The key store does not answer, or the server is shutting down: keep traffic away",
+        ),
+    ];
+    for (path, id, summary, description, ok, unavailable) in routes {
+        let operation = OperationBuilder::new()
+            .operation_id(Some(id))
+            .tag("health")
+            .summary(Some(summary))
+            .description(Some(description))
+            .response("200", health(ok))
+            .response("503", health(unavailable))
+            .build();
+        doc.paths
+            .add_path_operation(path, vec![HttpMethod::Get], operation);
+    }
+    let tags = doc.tags.get_or_insert_with(Vec::new);
+    if !tags.iter().any(|t| t.name == "health") {
+        tags.push(
+            TagBuilder::new()
+                .name("health")
+                .description(Some(
+                    "Probes for supervisors and load balancers: liveness and readiness. Open, no key.",
+                ))
+                .build(),
+        );
+    }
+}
+
+/// Adds `GET /metrics` (Prometheus text format, admin key required) to
+/// `doc`: for a server that serves it next to [`app`](crate::app), as
+/// `keygate serve` does on its main listener unless `--metrics-bind` moves
+/// it to a listener of its own. [`AppConfig::document_metrics_route`](crate::AppConfig::document_metrics_route)
+/// does this for the document `app` serves. `doc` is expected to come from
+/// [`openapi`] (its 401 and 403 answers are referred to).
+///
+/// ```
+/// let mut doc = keygate_axum::openapi("/api-keys");
+/// keygate_axum::document_metrics_route(&mut doc);
+/// assert!(doc.paths.paths.contains_key("/metrics"));
+/// ```
+pub fn document_metrics_route(doc: &mut OpenApi) {
+    let text = ResponseBuilder::new()
+        .description(
+            "The metrics in the Prometheus text exposition format (0.0.4): \
+             `keygate_verifications_total{outcome}`, `keygate_verify_duration_seconds`, \
+             `keygate_cache_hits_total`, `keygate_cache_misses_total`, \
+             `keygate_hash_queue_depth`, `keygate_http_requests_total{method,route,status}`, \
+             `keygate_store_errors_total`, `keygate_store_up`, `keygate_rate_limit_degraded`",
+        )
+        // No schema: the body is not JSON, and nothing in it to validate.
+        .content("text/plain; version=0.0.4", ContentBuilder::new().build())
+        .build();
+    let operation = OperationBuilder::new()
+        .operation_id(Some("metrics"))
+        .tag("metrics")
+        .summary(Some("Metrics for Prometheus"))
+        .description(Some(
+            "Counters, gauges and histograms of this instance, for Prometheus to scrape. Needs a \
+             key with the admin scope. A server started with `--metrics-bind ADDR` serves them \
+             on that address instead, without a key, and not here.",
+        ))
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .response("200", text)
+        .response("401", Ref::from_response_name("Unauthorized"))
+        .response("403", Ref::from_response_name("Forbidden"))
+        .response("429", Ref::from_response_name("TooManyRequests"))
+        .response("503", Ref::from_response_name("Unavailable"))
+        .build();
+    doc.paths
+        .add_path_operation("/metrics", vec![HttpMethod::Get], operation);
+    let tags = doc.tags.get_or_insert_with(Vec::new);
+    if !tags.iter().any(|t| t.name == "metrics") {
+        tags.push(
+            TagBuilder::new()
+                .name("metrics")
+                .description(Some("Prometheus metrics of the instance."))
+                .build(),
+        );
+    }
+}
+
+/// Examples of list and object properties, which utoipa's `examples`
+/// attribute drops (`value_type = Object`) or puts on the items (`Vec<T>`):
+/// `(schema, property, example)`. Runs before the constraints wrap
+/// schemas in `allOf`.
+pub(crate) struct PropertyExamples;
+
+impl Modify for PropertyExamples {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let examples = [
+            ("ApiKey", "scopes", serde_json::json!(["read"])),
+            ("ApiKey", "meta", serde_json::json!({"plan": "pro"})),
+            ("CreateApiKey", "scopes", serde_json::json!(["read"])),
+            ("CreateApiKey", "meta", serde_json::json!({"plan": "pro"})),
+            (
+                "UpdateApiKey",
+                "scopes",
+                serde_json::json!(["read", "write"]),
+            ),
+            ("UpdateApiKey", "meta", serde_json::json!({"plan": "team"})),
+            (
+                "VerifyRequest",
+                "required_scopes",
+                serde_json::json!(["read"]),
+            ),
+            (
+                "AuditEvent",
+                "changes",
+                serde_json::json!({"scopes": [["read"], ["read", "write"]]}),
+            ),
+            (
+                "FieldIssue",
+                "loc",
+                serde_json::json!(["body", "expires_at"]),
+            ),
+        ];
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (schema, property, example) in examples {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+                continue;
+            };
+            match object.properties.get_mut(property) {
+                Some(RefOr::T(Schema::Object(o))) => o.examples = vec![example],
+                Some(RefOr::T(Schema::Array(a))) => a.examples = vec![example],
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Declares the `bearer` security scheme the operations refer to.

@@ -24,7 +24,7 @@ pub(crate) struct RotateRequest {
     /// How long the replaced secret keeps verifying, in seconds (0 to
     /// 2592000 = 30 days; default 0: it stops at once). Rotating again ends
     /// any earlier grace at once.
-    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000, examples(3600))]
     #[serde(default)]
     grace_seconds: Option<i64>,
 }

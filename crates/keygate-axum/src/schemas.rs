@@ -2,6 +2,11 @@
 //! has no OpenAPI dependency). Tests check that they match the core's JSON
 //! field for field.
 //!
+//! Examples are realistic values (a name, the scope `read`, an expiry in
+//! the future), so the docs page's samples can be sent as they are. Lists
+//! and JSON objects get theirs from `openapi.rs` (`PropertyExamples`):
+//! utoipa drops or misplaces an `examples` attribute on those.
+//!
 //! Nullability follows what the core's parser accepts: a field the core
 //! reads as `Option<T>` is `T` or `null`; a field with a serde default
 //! (`clear_expires`, `order_by`, the scope lists…) may be left out but is
@@ -18,7 +23,8 @@ pub(crate) const SCOPE_PATTERN: &str = "^[a-z][a-z0-9:_-]*$";
 /// Longest scope, in bytes (= characters: scopes are ASCII).
 pub(crate) const SCOPE_MAX_LEN: usize = 64;
 
-/// A scope as a request may give it: `read`, `api:write`.
+/// A scope as a request may give it: `read`, `api:write`. Its example
+/// (`read`) is the sample of every list of scopes in a request.
 pub(crate) struct Scope;
 
 impl PartialSchema for Scope {
@@ -32,6 +38,7 @@ impl PartialSchema for Scope {
             .pattern(Some(SCOPE_PATTERN))
             .min_length(Some(1))
             .max_length(Some(SCOPE_MAX_LEN))
+            .examples(["read"])
             .into()
     }
 }
@@ -48,26 +55,29 @@ impl ToSchema for Scope {
 #[allow(dead_code)]
 pub(crate) struct ApiKeySchema {
     /// UUIDv4, 32 lowercase hex characters.
+    #[schema(examples("5b8f0c7e2d4a4f6b9c1d3e5f7a9b0c2d"))]
     id: String,
     /// Public key id: the middle part of the key, 16 hex characters.
+    #[schema(examples("7a74caa323a5410d"))]
     key_id: String,
     // Always present; `null` when absent.
-    #[schema(required = true)]
+    #[schema(required = true, examples("billing-service"))]
     name: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, examples("Invoices and payment webhooks"))]
     description: Option<String>,
     is_active: bool,
+    #[schema(examples("2025-06-01T09:30:00Z"))]
     created_at: DateTime<Utc>,
-    #[schema(required = true)]
+    #[schema(required = true, examples("2025-06-02T14:05:00Z"))]
     last_used_at: Option<DateTime<Utc>>,
-    #[schema(required = true)]
+    #[schema(required = true, examples("2030-01-01T00:00:00Z"))]
     expires_at: Option<DateTime<Utc>>,
     /// The key's scopes. Not held to the scope pattern here: a key imported
     /// from the Python library's database may carry one keygate would
     /// refuse (it can never satisfy a route).
     scopes: Vec<String>,
     /// The application's user, team or customer the key belongs to.
-    #[schema(required = true, min_length = 1, max_length = 256)]
+    #[schema(required = true, min_length = 1, max_length = 256, examples("team-7"))]
     owner_id: Option<String>,
     /// The application's own data: a JSON object (at most 8 KiB).
     #[schema(required = true, value_type = Option<Object>)]
@@ -94,13 +104,18 @@ pub(crate) struct ApiKeySchema {
 #[allow(dead_code)]
 pub(crate) struct RateLimitSchema {
     /// Names the window in `usage` (like a scope; unique per key).
-    #[schema(pattern = "^[a-z][a-z0-9:_-]*$", min_length = 1, max_length = 64)]
+    #[schema(
+        pattern = "^[a-z][a-z0-9:_-]*$",
+        min_length = 1,
+        max_length = 64,
+        examples("burst")
+    )]
     name: String,
     /// Units of cost admitted per window.
-    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[schema(minimum = 1, maximum = 1_000_000_000, examples(10))]
     limit: u64,
     /// Window length in milliseconds: 1000 (1 s) to 86400000 (1 day).
-    #[schema(minimum = 1000, maximum = 86_400_000)]
+    #[schema(minimum = 1000, maximum = 86_400_000, examples(1000))]
     window_ms: u64,
 }
 
@@ -125,16 +140,16 @@ pub(crate) enum RefillIntervalSchema {
 #[allow(dead_code)]
 pub(crate) struct CreditsSchema {
     /// Credits left (0 to 10^15).
-    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64, examples(1000))]
     remaining: u64,
     /// What `remaining` is set to at each refill (1 to 10^15).
-    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, examples(1000))]
     refill_amount: Option<u64>,
     /// How often the refill happens.
     refill_interval: Option<RefillIntervalSchema>,
     /// Start of the interval of the last refill. Set by keygate: ignored
     /// in requests.
-    #[schema(read_only)]
+    #[schema(read_only, examples("2025-06-02T00:00:00Z"))]
     last_refill_at: Option<DateTime<Utc>>,
 }
 
@@ -144,12 +159,16 @@ pub(crate) struct CreditsSchema {
 #[allow(dead_code)]
 pub(crate) struct WindowUsageSchema {
     /// The window's name.
+    #[schema(examples("burst"))]
     name: String,
     /// Its limit.
+    #[schema(examples(10))]
     limit: u64,
     /// Room left after this request.
+    #[schema(examples(9))]
     remaining: u64,
     /// Milliseconds until the window closes and its room is back.
+    #[schema(examples(850))]
     reset_ms: u64,
 }
 
@@ -159,7 +178,7 @@ pub(crate) struct WindowUsageSchema {
 #[allow(dead_code)]
 pub(crate) struct UsageSchema {
     /// Credits left after this request; `null` for a key without credits.
-    #[schema(required = true)]
+    #[schema(required = true, examples(999))]
     remaining: Option<u64>,
     /// Every rate-limit window after this request (empty without limits).
     rate_limits: Vec<WindowUsageSchema>,
@@ -183,10 +202,10 @@ pub(crate) struct VerifiedApiKeySchema {
 #[allow(dead_code)]
 pub(crate) struct UpdateApiKeySchema {
     /// New name (1 to 128 characters); `null` leaves it as it is.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, examples("billing-service"))]
     name: Option<String>,
     /// At most 1024 characters; `null` clears it.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, examples("Invoices and payment webhooks"))]
     description: Option<String>,
     /// `null` leaves it as it is.
     is_active: Option<bool>,
@@ -194,12 +213,13 @@ pub(crate) struct UpdateApiKeySchema {
     #[schema(value_type = Option<Vec<Scope>>, max_items = 100)]
     scopes: Option<Vec<String>>,
     /// Must be in the future; `null` leaves it as it is.
+    #[schema(examples("2030-01-01T00:00:00Z"))]
     expires_at: Option<DateTime<Utc>>,
     /// true removes the expiry (not with `expires_at`).
     #[serde(default)]
     clear_expires: bool,
     /// New owner (1 to 256 characters); `null` clears it.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, examples("team-7"))]
     owner_id: Option<String>,
     /// Replaces the whole object (at most 8 KiB); `null` clears it.
     #[schema(value_type = Option<Object>)]
@@ -308,16 +328,21 @@ pub(crate) enum AuditActionSchema {
 #[allow(dead_code)]
 pub(crate) struct AuditEventSchema {
     /// Time-ordered unique id (32 hex characters).
+    #[schema(examples("01977a3c5e8b7d2e9f4a1b6c3d8e0f52"))]
     id: String,
     /// When the change was made.
+    #[schema(examples("2025-06-02T14:05:00Z"))]
     at: DateTime<Utc>,
     action: AuditActionSchema,
     /// The public key id of the changed key.
+    #[schema(examples("7a74caa323a5410d"))]
     key_id: String,
     /// The entity id of the changed key.
+    #[schema(examples("5b8f0c7e2d4a4f6b9c1d3e5f7a9b0c2d"))]
     entity_id: String,
     /// Who made the change: the admin key's `key_id` over HTTP, `anonymous`
     /// through an open router, `cli` from the command line.
+    #[schema(examples("cli"))]
     actor: String,
     /// Each changed field mapped to `[old, new]`.
     #[schema(value_type = Object, additional_properties)]
@@ -328,6 +353,7 @@ pub(crate) struct AuditEventSchema {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct ErrorBody {
+    #[schema(examples("API key invalid"))]
     detail: String,
 }
 
@@ -345,7 +371,9 @@ pub(crate) struct FieldIssue {
     /// Where: `["body", "name"]`, `["query", "limit"]`, `["body", "scopes", 0]`.
     loc: Vec<serde_json::Value>,
     /// The field, dotted (`name`, `required_scopes.0`).
+    #[schema(examples("expires_at"))]
     field: String,
     /// What is wrong with it.
+    #[schema(examples("must be in the future"))]
     msg: String,
 }

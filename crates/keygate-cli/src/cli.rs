@@ -15,7 +15,7 @@ Getting started:
   keygate serve                                          # HTTP API on 127.0.0.1:8000
 
 Everyday use:
-  keygate create --name ci --scopes read,write --expires-at 2030-01-01T00:00:00Z
+  keygate create --name ci --scopes read,write --expires-in 90d  # or --expires-at 2030-01-01
   keygate list                                           # newest first, as a table
   keygate search --active --scopes-contain-all write --order-by last_used_at
   printf %s \"$KEY\" | keygate verify - --scopes write     # key kept out of shell history
@@ -162,9 +162,11 @@ pub enum Command {
     Update(UpdateArgs),
     /// Delete a key for good (prints what was deleted)
     ///
-    /// The last active admin key (the only active, unexpired key holding
+    /// On a terminal, asks for confirmation first (`--yes` skips it); with
+    /// stdin not a terminal (a script, a pipe) it never asks. The last
+    /// active admin key (the only active, unexpired key holding
     /// `keygate:admin`) is not deleted unless `--force`.
-    Delete(ForceIdArgs),
+    Delete(DeleteArgs),
     /// Activate a key (idempotent)
     Activate(IdArg),
     /// Deactivate a key: it is refused from now on (idempotent)
@@ -221,11 +223,42 @@ pub enum Command {
     /// deactivate, rotate, events, search, count) and `GET /audit` (a key
     /// with the `keygate:admin` scope is required for all of them),
     /// `POST /api-keys/verify` (open), `GET /openapi.json`,
-    /// `GET /docs`, `GET /healthz` (200 when the database answers, 503 when
-    /// not). Migrates the database on start. On SIGINT/SIGTERM, in-flight
+    /// `GET /docs`, `GET /healthz` (liveness: 200 while serving) and
+    /// `GET /readyz` (200 when the database answers, 503 while it is down
+    /// or the server is shutting down). Migrates the database on start.
+    /// Changes made by other instances are pushed in (PostgreSQL NOTIFY,
+    /// Redis pub/sub; see --invalidation). On SIGINT/SIGTERM, in-flight
     /// requests finish and pending `last_used_at` values are written before
-    /// exiting 0.
+    /// exiting 0. With `--policy FILE`, also `/auth` for reverse proxies
+    /// (gateway mode).
     Serve(ServeArgs),
+    /// Gateway policies for `serve --policy`: `keygate policy check FILE`
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: exit 0 with a summary, or 1 with `FILE:LINE: reason`
+    ///
+    /// Checks what `serve --policy` checks at start and on SIGHUP: TOML
+    /// syntax, unknown fields, `default` ("deny" or "allow"), methods
+    /// (uppercase HTTP tokens), path patterns (start with `/`, `*` = one
+    /// segment, `**` only last, no empty or dot segments), scopes
+    /// (`^[a-z][a-z0-9:_-]*$`) and costs (0 to 1000). No database.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The policy file (TOML)
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -242,9 +275,19 @@ pub struct CreateArgs {
     /// `keygate:admin` lets the key use the management API of `keygate serve`.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub scopes: Vec<String>,
-    /// Expiry as RFC 3339, e.g. 2030-01-31T00:00:00Z (must be in the future)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    /// Expiry: a date (2030-01-31, midnight UTC) or an RFC 3339 time (must be in the future)
+    ///
+    /// `2030-01-31` means 2030-01-31T00:00:00Z; a time needs its offset:
+    /// `2030-01-31T12:00:00Z` or `2030-01-31T12:00:00+02:00`. For a time
+    /// from now, use --expires-in.
+    #[arg(long, value_name = "DATE|RFC3339", value_parser = parse_expiry, conflicts_with = "expires_in")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Expiry as a time from now: 30d, 12h, 90m, 1w, 1h30m
+    ///
+    /// Units: `s`, `m` (minutes), `h`, `d`, `w` (weeks); combinable
+    /// (`1w 2d`, `1h30m`). The expiry is now plus this, stored as a time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_expires_in)]
+    pub expires_in: Option<Duration>,
     /// Create the key deactivated (activate it later with `keygate activate`)
     #[arg(long)]
     pub inactive: bool,
@@ -277,7 +320,7 @@ pub struct CreateArgs {
     /// 0 to 10^15. When they are used up, verifications are refused (HTTP
     /// 429 `API key usage exceeded`) until a refill (`--refill`) or
     /// `keygate credits ID --add N`.
-    #[arg(long, value_name = "N", value_parser = credits_value(), allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", value_parser = credits_value, allow_negative_numbers = true)]
     pub credits: Option<u64>,
     /// Refill the credits to N at the start of every hour, day or month (UTC)
     ///
@@ -292,7 +335,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct PageArgs {
     /// Maximum number of keys to print
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub limit: u64,
     /// Number of keys to skip (for paging)
     #[arg(long, default_value_t = 0)]
@@ -319,6 +362,27 @@ pub struct ForceIdArgs {
     /// create --scopes keygate:admin` makes a new admin key at any time.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `delete`: the entity id, `--force` and `--yes`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The key's entity id (32 hex characters, the `id` column; not the key id)
+    pub id: String,
+    /// Go ahead even if this is the last active admin key
+    ///
+    /// As for `deactivate --force`: without it, the only active, unexpired
+    /// key holding `keygate:admin` is kept (exit 1, nothing changed).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation
+    ///
+    /// On a terminal, `delete` names the key (id, name, key id) and asks
+    /// whether to delete it for good, `[y/N]`; anything but `y` or `yes`
+    /// keeps it (exit 1). With stdin not a terminal (scripts, pipes, CI) it
+    /// never asks, with or without --yes.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -357,9 +421,24 @@ pub struct UpdateArgs {
     /// every scope.
     #[arg(long, value_delimiter = ',', value_name = "A,B", group = "change")]
     pub scopes: Option<Vec<String>>,
-    /// New expiry as RFC 3339 (must be in the future)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, conflicts_with = "clear_expires", group = "change")]
+    /// New expiry: a date (2030-01-31, midnight UTC) or an RFC 3339 time (must be in the future)
+    #[arg(
+        long,
+        value_name = "DATE|RFC3339",
+        value_parser = parse_expiry,
+        conflicts_with_all = ["clear_expires", "expires_in"],
+        group = "change"
+    )]
     pub expires_at: Option<DateTime<Utc>>,
+    /// New expiry as a time from now: 30d, 12h, 90m, 1w, 1h30m
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_expires_in,
+        conflicts_with = "clear_expires",
+        group = "change"
+    )]
+    pub expires_in: Option<Duration>,
     /// Remove the expiry: the key no longer expires
     #[arg(long, group = "change")]
     pub clear_expires: bool,
@@ -414,7 +493,7 @@ pub struct UpdateArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = credits_value(),
+        value_parser = credits_value,
         allow_negative_numbers = true,
         conflicts_with = "clear_credits",
         group = "change"
@@ -472,7 +551,7 @@ pub struct CreditsArgs {
         long,
         value_name = "N",
         allow_negative_numbers = true,
-        value_parser = credits_delta(),
+        value_parser = credits_delta,
         group = "how"
     )]
     pub add: Option<i64>,
@@ -480,7 +559,7 @@ pub struct CreditsArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = credits_value(),
+        value_parser = credits_value,
         allow_negative_numbers = true,
         group = "how"
     )]
@@ -496,11 +575,11 @@ pub struct EventsArgs {
     /// Only events of this action
     #[arg(long, value_enum, value_name = "ACTION")]
     pub action: Option<EventAction>,
-    /// Only events at or after this time (RFC 3339)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    /// Only events at or after this time (a date, midnight UTC, or RFC 3339)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
     /// Maximum number of events to print
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub limit: u64,
     /// Number of matching events to skip (for paging)
     #[arg(long, default_value_t = 0)]
@@ -573,23 +652,23 @@ pub struct FilterArgs {
         help_heading = "Filters"
     )]
     pub scopes_contain_any: Vec<String>,
-    /// Expires strictly before this time (RFC 3339; keys without expiry never match)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    /// Expires strictly before this time (a date, midnight UTC, or RFC 3339; keys without expiry never match)
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub expires_before: Option<DateTime<Utc>>,
     /// Expires strictly after this time (RFC 3339)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub expires_after: Option<DateTime<Utc>>,
     /// Created strictly before this time (RFC 3339)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub created_before: Option<DateTime<Utc>>,
     /// Created strictly after this time (RFC 3339)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub created_after: Option<DateTime<Utc>>,
     /// Last used strictly before this time (RFC 3339; never-used keys never match)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub last_used_before: Option<DateTime<Utc>>,
     /// Last used strictly after this time (RFC 3339)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, help_heading = "Filters")]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Filters")]
     pub last_used_after: Option<DateTime<Utc>>,
     /// Only keys with credits (metered use)
     #[arg(long, conflicts_with = "no_credits", help_heading = "Filters")]
@@ -630,7 +709,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub desc: bool,
     /// Maximum number of keys to print
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub limit: u64,
     /// Number of matching keys to skip (for paging)
     #[arg(long, default_value_t = 0)]
@@ -662,12 +741,14 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on
+    /// Address to listen on: IP:PORT or HOST:PORT
     ///
     /// Use `0.0.0.0:8000` to accept connections from other machines (put TLS
-    /// in front). Port 0 picks a free port; the address actually bound is
-    /// printed on stdout as `listening on http://ADDR`.
-    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    /// in front). A host name (`localhost:8000`) is resolved once, at start:
+    /// its first IPv4 address if it has one, else its first IPv6 address.
+    /// Port 0 picks a free port; the address actually bound is printed on
+    /// stdout as `listening on http://ADDR`.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR", value_parser = parse_bind)]
     pub bind: SocketAddr,
     /// Refuse to start with the placeholder pepper
     ///
@@ -688,7 +769,7 @@ pub struct ServeArgs {
     /// slower client (e.g. a "slowloris" sending its headers a byte at a
     /// time) is disconnected without an answer. 10 s is plenty for any real
     /// client, which sends its head in one packet.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = timeout_seconds())]
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = timeout_seconds)]
     pub header_timeout: u64,
     /// Seconds a keep-alive connection may wait for its next request
     ///
@@ -698,7 +779,7 @@ pub struct ServeArgs {
     /// pooled connections first and never send a request into a closing one.
     /// When the connection limit is reached, idle connections are closed
     /// earlier (see --max-connections).
-    #[arg(long, default_value_t = 75, value_name = "SECONDS", value_parser = timeout_seconds())]
+    #[arg(long, default_value_t = 75, value_name = "SECONDS", value_parser = timeout_seconds)]
     pub idle_timeout: u64,
     /// Seconds a request body may take to arrive, and a response to be read
     ///
@@ -707,7 +788,7 @@ pub struct ServeArgs {
     /// connection is closed. A client that reads none of its response for
     /// this long is disconnected too. Request bodies here are small JSON
     /// documents.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = timeout_seconds())]
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = timeout_seconds)]
     pub body_timeout: u64,
     /// Most connections open at once [default: from the open-file limit]
     ///
@@ -720,7 +801,7 @@ pub struct ServeArgs {
     /// transfers. A request being handled is never cut; only when all
     /// connections are inside a handler is a newcomer refused (503). Raise
     /// the open-file limit (e.g. systemd's LimitNOFILE) to serve more.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_max_connections)]
     pub max_connections: Option<u32>,
     /// Redis shared by every instance for rate-limit counters, e.g. redis://127.0.0.1:6379
     ///
@@ -734,12 +815,70 @@ pub struct ServeArgs {
     /// or `rediss://` for TLS; the password is never logged.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
+    /// How changes made through other instances reach this one's cache
+    ///
+    /// `auto` (default): pushed, within milliseconds, by every channel
+    /// available: PostgreSQL LISTEN/NOTIFY when the database is PostgreSQL
+    /// (changes made by any process, the CLI included), Redis pub/sub when
+    /// --redis-url is set (changes made through `keygate serve`). `postgres`
+    /// or `redis`: only that one. `poll`: none. In every mode a cached key
+    /// is re-read at least every --cache-ttl, the only path on SQLite and
+    /// MySQL without Redis.
+    #[arg(long, value_enum, default_value_t = Invalidation::Auto, env = "KEYGATE_INVALIDATION")]
+    pub invalidation: Invalidation,
+    /// Milliseconds a verified key is used from the cache before it is re-read
+    ///
+    /// The longest a change made elsewhere can go unseen when no push
+    /// channel tells this instance (see --invalidation). Re-reading needs
+    /// no new hash. 0 turns the cache off (every request reads the
+    /// database).
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = cache_ttl_ms)]
+    pub cache_ttl: u64,
     /// Log format on stderr
     ///
     /// The level comes from RUST_LOG (default `info`). Logs never contain a
     /// plaintext key or the pepper.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "KEYGATE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Serve `GET /metrics` on this address (IP:PORT or HOST:PORT), without a key
+    ///
+    /// Prometheus text format: key verifications by outcome, their
+    /// latency, cache hits and misses, the hashing queue, HTTP requests by
+    /// method, route and status, store errors, whether the store is up and
+    /// whether rate limits are shared. Without this flag `/metrics` is on the
+    /// main listener for keys with the admin scope `keygate:admin`; with
+    /// it, only here and open to whoever reaches the address (keep it on a
+    /// private interface). The address actually bound is printed on stdout
+    /// as `metrics on http://ADDR`, after the `listening on` line.
+    #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Gateway mode: answer `/auth` for nginx, Traefik and Caddy by this policy (TOML)
+    ///
+    /// `/auth` (any method) reads the key from the request's headers and
+    /// the original method and URI from `X-Forwarded-Method` /
+    /// `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-Method` /
+    /// `X-Original-URI` (nginx), and answers 200 with `X-Keygate-Key-Id`,
+    /// `X-Keygate-Entity-Id`, `X-Keygate-Owner-Id` and `X-Keygate-Scopes`
+    /// when the first matching route's scopes are held (401, 403, 429 or
+    /// 503 otherwise). An invalid file stops the server with its line and
+    /// the reason. SIGHUP reloads the file; when the new one is invalid,
+    /// the old policy stays in force and the reason is logged. Check a
+    /// file with `keygate policy check FILE`; see examples/gateway/.
+    #[arg(long, env = "KEYGATE_POLICY", value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+}
+
+/// `serve --invalidation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Invalidation {
+    /// Every push channel available
+    Auto,
+    /// PostgreSQL LISTEN/NOTIFY only
+    Postgres,
+    /// Redis pub/sub only
+    Redis,
+    /// No push: the cache TTL alone
+    Poll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -750,15 +889,152 @@ pub enum LogFormat {
     Json,
 }
 
-/// 1 second to 1 day.
-fn timeout_seconds() -> clap::builder::RangedU64ValueParser<u64> {
-    clap::value_parser!(u64).range(1..=86_400)
+/// 0 (no cache) to 1 hour.
+fn cache_ttl_ms(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 0, 3_600_000, "milliseconds (1 hour)")
 }
 
+/// 1 second to 1 day.
+fn timeout_seconds(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 1, 86_400, "seconds (1 day)")
+}
+
+/// `--limit`: 1 or more.
+fn at_least_one(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 1, u64::MAX, "")
+}
+
+/// `--max-connections`: 1 or more.
+fn parse_max_connections(raw: &str) -> Result<u32, String> {
+    let n = whole_number(raw, 1, u64::MAX, "")?;
+    u32::try_from(n).map_err(|_| format!("must be at most {}", u32::MAX))
+}
+
+/// A whole number from `min` to `max` (`max` = `u64::MAX`: no upper
+/// bound), with an error in plain words: `must be at least 1`, `must be
+/// 1 to 86400 seconds (1 day)`, not clap's `0 is not in 1..18446744073709551615`.
+fn whole_number(raw: &str, min: u64, max: u64, unit: &str) -> Result<u64, String> {
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
+    let range = if max == u64::MAX {
+        format!("must be at least {min}{unit}")
+    } else {
+        format!("must be {min} to {max}{unit}")
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(range),
+        Err(_) if raw.trim().starts_with('-') => Err(range),
+        Err(_) => Err(format!("{range}: expected a whole number")),
+    }
+}
+
+/// A signed whole number from `-max` to `max`, with an error in plain words.
+fn whole_signed(raw: &str, max: i64) -> Result<i64, String> {
+    let range = format!("must be -{max} to {max}");
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (-max..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(range),
+        Err(_) => Err(format!("{range}: expected a whole number")),
+    }
+}
+
+/// A point in time: a date (`2030-01-31`: midnight UTC that day) or an
+/// RFC 3339 time with its offset (`2030-01-31T12:00:00Z`, `…+02:00`).
 fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("expected an RFC 3339 time such as 2030-01-31T00:00:00Z ({e})"))
+    const HINT: &str =
+        "expected a date such as 2030-01-31 (midnight UTC) or an RFC 3339 time such as 2030-01-31T12:00:00Z";
+    let text = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        // Every day has a midnight in UTC.
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if chrono::NaiveDateTime::parse_from_str(text, format).is_ok() {
+            return Err(format!(
+                "{raw:?} has no time zone: add Z for UTC (e.g. 2030-01-31T12:00:00Z) or an offset such as +02:00"
+            ));
+        }
+    }
+    Err(HINT.to_owned())
+}
+
+/// `--expires-at`: as [`parse_time`], with a pointer to `--expires-in`
+/// for times relative to now (`in 30 days`, `30d`).
+fn parse_expiry(raw: &str) -> Result<DateTime<Utc>, String> {
+    parse_time(raw).map_err(|e| {
+        if humantime::parse_duration(raw.trim().trim_start_matches("in ")).is_ok()
+            || raw.trim().starts_with("in ")
+            || raw.trim().starts_with('+')
+        {
+            format!("{e}; for a time from now, use --expires-in (e.g. --expires-in 30d)")
+        } else {
+            e
+        }
+    })
+}
+
+/// `--expires-in`: a positive duration from now, `30d`, `12h`, `90m`,
+/// `1w`, `1h30m`, `2weeks` (humantime's syntax; `m` is minutes).
+fn parse_expires_in(raw: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration from now such as 30d, 12h, 90m or 1w";
+    let text = raw.trim();
+    // `--expires-in 30` is ambiguous: seconds? days? Ask for a unit.
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{HINT} (a unit is needed: {text}d, {text}h, {text}m or {text}s)"
+        ));
+    }
+    let duration = humantime::parse_duration(text).map_err(|_| HINT.to_owned())?;
+    if duration.is_zero() {
+        return Err("must be more than 0 (the key would expire at once)".to_owned());
+    }
+    // Keeps `now + duration` representable, and within the year 9999.
+    if duration > Duration::from_secs(8000 * 365 * 86_400) {
+        return Err(format!("{HINT} (this one ends after the year 9999)"));
+    }
+    Ok(duration)
+}
+
+/// `--bind`: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (a host name is
+/// resolved now: its first IPv4 address, else its first IPv6 address).
+fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    const HINT: &str =
+        "expected IP:PORT or HOST:PORT such as 127.0.0.1:8000, 0.0.0.0:8000 or localhost:8000";
+    let text = raw.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{HINT} (no port)"));
+    };
+    if host.is_empty() || host.contains(':') {
+        return Err(HINT.to_owned());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("port {port:?} must be a number from 0 to 65535"))?;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host {host:?} ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host {host:?} has no address"))
 }
 
 /// Longest accepted `--actor`, in characters.
@@ -783,14 +1059,13 @@ pub struct Refill {
 }
 
 /// `--credits N` and `credits --set N`: 0 to 10^15.
-fn credits_value() -> clap::builder::RangedU64ValueParser<u64> {
-    clap::value_parser!(u64).range(0..=MAX_CREDITS)
+fn credits_value(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 0, MAX_CREDITS, "(10^15)")
 }
 
 /// `credits --add N`: ±10^15.
-fn credits_delta() -> clap::builder::RangedI64ValueParser<i64> {
-    let max = i64::try_from(MAX_CREDITS).unwrap_or(i64::MAX);
-    clap::value_parser!(i64).range(-max..=max)
+fn credits_delta(raw: &str) -> Result<i64, String> {
+    whole_signed(raw, i64::try_from(MAX_CREDITS).unwrap_or(i64::MAX))
 }
 
 /// `NAME=LIMIT/WINDOW`, e.g. `burst=10/1s`, `hourly=1000/1h`, `api=100/60`.
@@ -1035,8 +1310,88 @@ mod tests {
     }
 
     #[test]
-    fn times_must_be_rfc3339() {
-        assert!(parse_time("2030-01-31T00:00:00+01:00").is_ok());
-        assert!(parse_time("2030-01-31").is_err());
+    fn times_are_dates_or_rfc3339() {
+        let utc = |s: &str| parse_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            utc("2030-01-31T00:00:00+01:00"),
+            Ok("2030-01-30T23:00:00+00:00".to_owned())
+        );
+        // A date is midnight UTC that day.
+        assert_eq!(
+            utc("2030-01-01"),
+            Ok("2030-01-01T00:00:00+00:00".to_owned())
+        );
+        let err = parse_time("2030-01-01T12:00:00").unwrap_err();
+        assert!(err.contains("no time zone") && err.contains('Z'), "{err}");
+        for bad in ["", "yesterday", "2030-13-01", "2030-02-30", "01/02/2030"] {
+            let err = parse_time(bad).unwrap_err();
+            assert!(err.contains("2030-01-31"), "{bad}: {err}");
+            assert!(!err.contains("premature"), "{bad}: {err}");
+        }
+        let err = parse_expiry("in 30 days").unwrap_err();
+        assert!(err.contains("--expires-in"), "{err}");
+        let err = parse_expiry("30d").unwrap_err();
+        assert!(err.contains("--expires-in 30d"), "{err}");
+    }
+
+    #[test]
+    fn expiries_from_now() {
+        let secs = |s: &str| parse_expires_in(s).map(|d| d.as_secs());
+        assert_eq!(secs("30d"), Ok(30 * 86_400));
+        assert_eq!(secs("12h"), Ok(12 * 3600));
+        assert_eq!(secs("90m"), Ok(90 * 60));
+        assert_eq!(secs("1w"), Ok(7 * 86_400));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("2weeks"), Ok(14 * 86_400));
+        for bad in ["", "0s", "30", "soon", "-1d", "100000y"] {
+            assert!(parse_expires_in(bad).is_err(), "{bad}");
+        }
+        assert!(parse_expires_in("30").unwrap_err().contains("30d"));
+    }
+
+    #[test]
+    fn ranges_are_said_in_plain_words() {
+        assert_eq!(at_least_one("0"), Err("must be at least 1".to_owned()));
+        assert_eq!(at_least_one("-3"), Err("must be at least 1".to_owned()));
+        assert_eq!(
+            at_least_one("ten"),
+            Err("must be at least 1: expected a whole number".to_owned())
+        );
+        assert_eq!(at_least_one("50"), Ok(50));
+        assert_eq!(
+            timeout_seconds("0"),
+            Err("must be 1 to 86400 seconds (1 day)".to_owned())
+        );
+        assert_eq!(
+            parse_max_connections("0"),
+            Err("must be at least 1".to_owned())
+        );
+        assert_eq!(parse_max_connections("4096"), Ok(4096));
+        assert!(credits_value("1000000000000001")
+            .unwrap_err()
+            .starts_with("must be 0 to 1000000000000000"));
+        assert_eq!(credits_delta("-5"), Ok(-5));
+        assert!(credits_delta("2000000000000000").is_err());
+    }
+
+    #[test]
+    fn bind_takes_an_address_or_a_host_name() {
+        assert_eq!(
+            parse_bind("0.0.0.0:8000"),
+            Ok("0.0.0.0:8000".parse().unwrap())
+        );
+        assert_eq!(parse_bind("[::1]:8000"), Ok("[::1]:8000".parse().unwrap()));
+        let local = parse_bind("localhost:8000").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 8000, "{local}");
+        assert!(local.is_ipv4(), "IPv4 preferred: {local}");
+        for bad in [
+            "localhost",
+            "not-an-address",
+            ":8000",
+            "localhost:http",
+            "localhost:70000",
+        ] {
+            assert!(parse_bind(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -4,6 +4,7 @@ mod audit;
 mod keys;
 mod last_admin;
 mod offline;
+mod policy;
 mod query;
 
 use anyhow::Result;
@@ -20,13 +21,14 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Generate(args) => return Ok(offline::generate(args)),
         Command::Pepper => return Ok(offline::pepper()),
         Command::Migrate => {
-            store::open_repository(&global).await?.close().await;
+            store::open_command_repository(&global).await?.close().await;
             return Ok(Report::Migrated);
         }
         Command::Serve(args) => {
             serve::run(&global, args).await?;
             return Ok(Report::Nothing);
         }
+        Command::Policy(args) => return policy::run(args, global.json),
         other => other,
     };
     let (service, repo) = store::open_service(&global).await?;
@@ -50,7 +52,11 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Verify(args) => keys::verify(&service, args).await,
         Command::Search(args) => query::search(&service, args).await,
         Command::Count(args) => query::count(&service, args).await,
-        Command::Generate(_) | Command::Pepper | Command::Migrate | Command::Serve(_) => {
+        Command::Generate(_)
+        | Command::Pepper
+        | Command::Migrate
+        | Command::Serve(_)
+        | Command::Policy(_) => {
             unreachable!("handled above without a database")
         }
     };

@@ -1,14 +1,14 @@
 //! What commands print: tables and views for people, stable JSON for
 //! programs. Commands return a [`Report`]; only this module formats it.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, SecondsFormat, Utc};
 use keygate::{ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret};
 use serde_json::{json, Value};
 
-use crate::table::{sanitize, Cell, Table};
+use crate::table::{sanitize, Cell, Rendered, Table};
 
 /// The result of a command, before formatting.
 pub enum Report {
@@ -51,15 +51,21 @@ pub enum Report {
 }
 
 impl Report {
-    /// Renders for stdout.
+    /// Renders for stdout: tables fit the terminal when stdout is one.
     pub fn render(&self, json: bool) -> String {
+        self.render_for(json, terminal_width())
+    }
+
+    /// Renders with tables fitted into `width` columns (`None`: one line
+    /// per row, however wide).
+    pub fn render_for(&self, json: bool, width: Option<usize>) -> String {
         if json {
             match self.to_json() {
                 Some(v) => format!("{v}\n"),
                 None => String::new(),
             }
         } else {
-            self.to_text()
+            self.to_text(width)
         }
     }
 
@@ -90,12 +96,12 @@ impl Report {
         })
     }
 
-    fn to_text(&self) -> String {
+    fn to_text(&self, width: Option<usize>) -> String {
         match self {
             Report::Created { entity, key } => format!(
                 "{}{}",
                 new_key("API key created.", "Store it now", key),
-                entity_view(entity)
+                entity_view(entity, width)
             ),
             Report::Rotated { entity, key } => {
                 let previous = match running_grace(entity) {
@@ -108,14 +114,14 @@ impl Report {
                 format!(
                     "{}{previous}\n\n{}",
                     new_key("API key rotated.", "Store the new key now", key),
-                    entity_view(entity)
+                    entity_view(entity, width)
                 )
             }
             Report::Entity { headline, entity } => match headline {
-                Some(h) => format!("{h}\n{}", entity_view(entity)),
-                None => entity_view(entity),
+                Some(h) => format!("{h}\n{}", entity_view(entity, width)),
+                None => entity_view(entity, width),
             },
-            Report::List(items) => keys_table(items),
+            Report::List(items) => keys_table(items, width),
             Report::Page {
                 items,
                 total,
@@ -126,7 +132,7 @@ impl Report {
                 0 => format!("no API keys on this page ({total} matching)\n"),
                 n => format!(
                     "{}{}-{} of {total} matching\n",
-                    keys_table(items),
+                    keys_table(items, width),
                     offset + 1,
                     offset + n as u64
                 ),
@@ -142,7 +148,7 @@ impl Report {
                 0 => format!("no events on this page ({total} matching)\n"),
                 n => format!(
                     "{}{}-{} of {total} events\n",
-                    events_table(items),
+                    events_table(items, width),
                     offset + 1,
                     offset + n as u64
                 ),
@@ -153,6 +159,59 @@ impl Report {
             Report::Nothing => String::new(),
         }
     }
+}
+
+/// The width tables must fit: the terminal's when stdout is one (`COLUMNS`,
+/// when set, wins, as for other terminal programs); `None` when stdout is
+/// a pipe or a file, where each row stays on one line for `grep` and `cut`.
+fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0);
+    columns.or_else(|| terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)))
+}
+
+/// The table, and a dim note naming the columns left out to fit, itself
+/// wrapped to `width`.
+fn with_hidden_note(rendered: Rendered, width: Option<usize>) -> String {
+    if rendered.hidden.is_empty() {
+        return rendered.text;
+    }
+    let dim = Style::new().dimmed();
+    let note = format!(
+        "({} left out to fit the terminal: widen it, or use --json)",
+        rendered.hidden.join(", ")
+    );
+    let mut out = rendered.text;
+    for line in wrap(&note, width.unwrap_or(usize::MAX)) {
+        out.push_str(&format!("{dim}{line}{dim:#}\n"));
+    }
+    out
+}
+
+/// `text` in lines of at most `width` display columns, broken at blanks
+/// (a word wider than `width` gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.width() + 1 + word.width() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Writes to stdout. Colour codes are stripped unless stdout is a terminal
@@ -226,10 +285,10 @@ fn scopes(entity: &ApiKey) -> String {
 }
 
 /// One key as a two-column view. Shows neither the hash nor any part of the secret.
-fn entity_view(e: &ApiKey) -> String {
+fn entity_view(e: &ApiKey, width: Option<usize>) -> String {
     let dim = Style::new().dimmed();
     let label = |s: &str| Cell::styled(s, dim);
-    let mut t = Table::default();
+    let mut t = Table::default().whole(&[0]);
     t.row(vec![label("id"), e.id.as_str().into()]);
     t.row(vec![label("key_id"), e.key_id.as_str().into()]);
     t.row(vec![label("name"), e.name.as_deref().unwrap_or("-").into()]);
@@ -273,13 +332,16 @@ fn entity_view(e: &ApiKey) -> String {
             ),
         ]);
     }
-    t.render()
+    t.render_within(width).text
 }
 
-fn keys_table(items: &[ApiKey]) -> String {
+fn keys_table(items: &[ApiKey], width: Option<usize>) -> String {
     if items.is_empty() {
         return "no API keys\n".to_owned();
     }
+    // On a narrow terminal, KEY ID goes first (`get ID` shows it), then
+    // the times, the limits, the owner, the expiry and the scopes; ID,
+    // NAME and STATUS stay. IDs, statuses and times never wrap.
     let mut t = Table::with_header([
         "ID",
         "KEY ID",
@@ -291,7 +353,9 @@ fn keys_table(items: &[ApiKey]) -> String {
         "LAST USED",
         "EXPIRES",
         "LIMITS",
-    ]);
+    ])
+    .whole(&[0, 1, 4, 6, 7, 8])
+    .optional(&[1, 6, 7, 9, 3, 8, 5]);
     for e in items {
         t.row(vec![
             e.id.as_str().into(),
@@ -306,7 +370,7 @@ fn keys_table(items: &[ApiKey]) -> String {
             short(&limits_summary(e), LIMITS_WIDTH).into(),
         ]);
     }
-    t.render()
+    with_hidden_note(t.render_within(width), width)
 }
 
 /// Widest owner shown in the list table (the detail view shows it whole).
@@ -402,19 +466,29 @@ fn credits_detail(e: &ApiKey) -> Cell {
     }
 }
 
-/// `text` cut to `max` characters, with `…` when cut.
+/// `text` cut to `max` terminal columns (display width: a CJK character
+/// or an emoji takes two), with `…` when cut.
 fn short(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= max {
+        return text.to_owned();
     }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > max.saturating_sub(1) {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
 }
 
-fn events_table(items: &[AuditEvent]) -> String {
-    let mut t = Table::with_header(["TIME", "ACTION", "KEY ID", "ACTOR", "CHANGES"]);
+fn events_table(items: &[AuditEvent], width: Option<usize>) -> String {
+    let mut t = Table::with_header(["TIME", "ACTION", "KEY ID", "ACTOR", "CHANGES"]).whole(&[0, 2]);
     for e in items {
         t.row(vec![
             time(Some(e.at), "-").into(),
@@ -424,7 +498,7 @@ fn events_table(items: &[AuditEvent]) -> String {
             changes_summary(&e.changes).into(),
         ]);
     }
-    t.render()
+    t.render_within(width).text
 }
 
 /// `field: old → new; …`, each value shortened. A new secret shows as
@@ -522,7 +596,7 @@ mod tests {
                 },
                 Report::List(vec![k.clone()]),
             ] {
-                let text = report.render(json);
+                let text = report.render_for(json, None);
                 assert!(
                     !text.contains("HASH") && !text.contains("QQQQ") && !text.contains("ZZZZ"),
                     "{text}"
@@ -541,7 +615,7 @@ mod tests {
                 limit: 1,
                 offset: 2,
             }
-            .render(true),
+            .render_for(true, None),
         )
         .unwrap();
         assert_eq!(v["total"], 7);
@@ -556,7 +630,7 @@ mod tests {
             headline: None,
             entity: k.clone(),
         }
-        .render(false);
+        .render_for(false, None);
         for expected in [
             "owner_id",
             "team-7",
@@ -570,7 +644,7 @@ mod tests {
             headline: None,
             entity: k,
         }
-        .render(false);
+        .render_for(false, None);
         assert!(!text.contains("previous_secret"), "grace over: {text}");
     }
 
@@ -590,7 +664,7 @@ mod tests {
                 headline: None,
                 entity: k.clone(),
             }
-            .render(false),
+            .render_for(false, None),
         );
         let line = |text: &str, label: &str| {
             text.lines()
@@ -600,11 +674,13 @@ mod tests {
         };
         assert!(line(&unlimited, "rate_limits").ends_with(" none"));
         assert!(line(&unlimited, "credits").ends_with(" unlimited"));
-        assert!(plain(&Report::List(vec![k.clone()]).render(false))
-            .lines()
-            .nth(1)
-            .unwrap()
-            .ends_with("  -"));
+        assert!(
+            plain(&Report::List(vec![k.clone()]).render_for(false, None))
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("  -")
+        );
 
         k.rate_limits = Some(vec![
             RateLimit::new("burst", 10, std::time::Duration::from_secs(1)),
@@ -621,11 +697,11 @@ mod tests {
                 headline: None,
                 entity: k.clone(),
             }
-            .render(false),
+            .render_for(false, None),
         );
         assert!(line(&view, "rate_limits").ends_with(" burst 10/1s, minute 100/1m, odd 7/1500ms"));
         assert!(line(&view, "credits").contains(" 950 remaining, refilled to 1000 daily (next "));
-        let table = plain(&Report::List(vec![k.clone()]).render(false));
+        let table = plain(&Report::List(vec![k.clone()]).render_for(false, None));
         assert!(table.lines().next().unwrap().ends_with("LIMITS"), "{table}");
         assert!(
             table.contains("10/1s, 100/1m, 7/1500ms, 950 cr…"),
@@ -633,13 +709,49 @@ mod tests {
         );
 
         k.rate_limits = None;
-        let table = plain(&Report::List(vec![k.clone()]).render(false));
+        let table = plain(&Report::List(vec![k.clone()]).render_for(false, None));
         assert!(table.contains("950 cr (daily)"), "{table}");
 
-        let v: Value = serde_json::from_str(&Report::List(vec![k]).render(true)).unwrap();
+        let v: Value = serde_json::from_str(&Report::List(vec![k]).render_for(true, None)).unwrap();
         assert_eq!(v[0]["credits"]["remaining"], 950);
         assert_eq!(v[0]["credits"]["refill_interval"], "daily");
         assert_eq!(v[0]["rate_limits"], Value::Null);
+    }
+
+    #[test]
+    fn the_key_table_fits_a_width_and_says_what_it_left_out() {
+        use unicode_width::UnicodeWidthStr;
+        let mut k = key();
+        k.name = Some("計費サービス 🚀".into());
+        let items = vec![k.clone(), key()];
+        let whole = plain(&Report::List(items.clone()).render_for(false, None));
+        assert_eq!(whole.lines().count(), 3, "{whole}");
+        assert!(whole.lines().next().unwrap().contains("KEY ID"), "{whole}");
+        for width in [60, 80, 100, 120] {
+            let text = plain(&Report::List(items.clone()).render_for(false, Some(width)));
+            for line in text.lines() {
+                assert!(line.width() <= width, "{width}: {line:?}\n{text}");
+            }
+            assert!(
+                text.contains(&k.id) && text.contains("計費サービス"),
+                "{text}"
+            );
+            assert!(
+                text.contains("left out to fit the terminal"),
+                "{width}: {text}"
+            );
+        }
+        assert_eq!(
+            wrap("a bb ccc dddd", 6),
+            ["a bb", "ccc", "dddd"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn short_counts_display_columns() {
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(short("計費サービス", 7), "計費サ…");
+        assert_eq!(short("計費", 4), "計費");
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! `keygate serve`: the management API, `/healthz`, graceful shutdown,
+//! `keygate serve`: the management API, `/healthz` and `/readyz`, push
+//! invalidation, graceful shutdown,
 //! connection timeouts and the connection cap (`serve/server.rs`, with
 //! `serve/conn.rs` and `serve/io.rs`).
 
 mod conn;
 mod io;
 mod limits;
+pub(crate) mod policy;
+mod recorder;
 mod server;
+mod telemetry;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +21,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::{ApiKeyService, ServiceBuilder, PEPPER_ENV};
+use keygate::{ApiKeyService, CacheConfig, ServiceBuilder, PEPPER_ENV};
 use keygate_axum::AppConfig;
+use keygate_redis::RedisChangeFeed;
+use keygate_sqlx::{PgChangeListener, SqlRepository};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::cli::{GlobalArgs, ServeArgs};
+use crate::cli::{GlobalArgs, Invalidation, ServeArgs};
 use crate::store;
 use limits::{CapSource, Limits};
 
@@ -46,19 +53,70 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
         );
     }
 
+    // Gateway mode: an invalid policy stops the server before it starts.
+    let gateway = args
+        .policy
+        .as_deref()
+        .map(policy::Gateway::load)
+        .transpose()?;
+
     let repo = store::open_repository(global).await?;
     tracing::info!(database = %store::redact(&global.database_url), "database ready (migrations applied)");
-    // Verification cache on, last_used_at coalesced: the library defaults.
+    // Before the service is built: it takes its metric handles then.
+    let metrics = telemetry::Metrics::install()?;
+    // Verification cache (--cache-ttl), last_used_at coalesced.
     let builder = ApiKeyService::builder(repo.clone()).pepper(pepper);
-    let service = with_rate_limiter(builder, args.redis_url.as_deref())
-        .await?
-        .build()?;
+    let builder = match args.cache_ttl {
+        0 => builder.without_cache(),
+        ms => builder.cache(CacheConfig {
+            ttl: Duration::from_millis(ms),
+            ..CacheConfig::default()
+        }),
+    };
+    let (builder, redis_feed) =
+        with_rate_limiter(builder, args.redis_url.as_deref(), args.invalidation).await?;
+    let service = builder.build()?;
+    push_invalidation(
+        &repo,
+        &service,
+        redis_feed,
+        args.invalidation,
+        args.cache_ttl,
+    );
 
-    let app = router(service.clone());
+    let draining = Arc::new(AtomicBool::new(false));
+    let mut app = router(
+        service.clone(),
+        draining.clone(),
+        args.metrics_bind.is_none(),
+    );
+    if let Some(gateway) = gateway {
+        app = gateway.mount(app, &service);
+        gateway.spawn_reload();
+    }
+    // GET /metrics: on a listener of its own with --metrics-bind (no key),
+    // else on this one for admin keys.
+    let metrics_app = match args.metrics_bind {
+        Some(_) => Some(metrics.route(&service, &repo, true)),
+        None => {
+            app = app.merge(metrics.route(&service, &repo, false));
+            None
+        }
+    };
+    // Request ids, and the route template for the request counter.
+    let app = telemetry::observe_requests(app);
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match args.metrics_bind {
+        Some(bind) => Some(
+            TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind} (--metrics-bind)"))?,
+        ),
+        None => None,
+    };
     let signals = Signals::install()?;
     let limits = Limits::from_args(&args);
     log_limits(&limits);
@@ -70,10 +128,32 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
         format!("listening on http://{addr}\n")
     };
     crate::output::print(&line)?;
+    let metrics_server = match (metrics_listener, metrics_app) {
+        (Some(listener), Some(app)) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "metrics listening (GET /metrics, no key)");
+            // Second on stdout, after `listening on`.
+            let line = if global.json {
+                format!("{}\n", json!({"metrics": format!("http://{addr}")}))
+            } else {
+                format!("metrics on http://{addr}\n")
+            };
+            crate::output::print(&line)?;
+            Some((listener, telemetry::observe_requests(app)))
+        }
+        _ => None,
+    };
 
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    if let Some((listener, app)) = metrics_server {
+        let mut stop = stopping_tx.subscribe();
+        tokio::spawn(server::serve(listener, app, limits, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     let server = server::serve(listener, app, limits, async move {
         signals.recv().await;
+        draining.store(true, Ordering::Release);
         let _ = stopping_tx.send(true);
     });
     // In-flight requests get `--shutdown-timeout` to finish; a client that
@@ -101,18 +181,21 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
 }
 
 /// Rate-limit counters: shared through Redis with `--redis-url`, else in
-/// this process. Says which at start (never the URL's password).
+/// this process. Says which at start (never the URL's password). With
+/// Redis, also the change feed (when `--invalidation` allows it), already
+/// set as the service's publisher.
 async fn with_rate_limiter(
     builder: ServiceBuilder,
     redis_url: Option<&str>,
-) -> Result<ServiceBuilder> {
+    invalidation: Invalidation,
+) -> Result<(ServiceBuilder, Option<RedisChangeFeed>)> {
     let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) else {
         tracing::info!(
             rate_limits = "per instance",
             "rate limits are counted in this process (no --redis-url): exact for this instance; \
              instances sharing the database each admit up to a window's limit (credits are shared)"
         );
-        return Ok(builder);
+        return Ok((builder, None));
     };
     let shown = redact_redis(url);
     let limiter = keygate_redis::RedisRateLimiter::connect(url)
@@ -131,7 +214,54 @@ async fn with_rate_limiter(
             "Redis does not answer yet: rate limits are counted per instance until it does"
         ),
     }
-    Ok(builder.shared_rate_limiter(Arc::new(limiter)))
+    let feed = matches!(invalidation, Invalidation::Auto | Invalidation::Redis)
+        .then(|| RedisChangeFeed::new(&limiter));
+    let mut builder = builder.shared_rate_limiter(Arc::new(limiter));
+    if let Some(feed) = &feed {
+        builder = builder.change_publisher(Arc::new(feed.clone()));
+    }
+    Ok((builder, feed))
+}
+
+/// Starts the listeners that apply other instances' changes to this
+/// one's cache at once (SPEC §9), and says which are on.
+fn push_invalidation(
+    repo: &SqlRepository,
+    service: &ApiKeyService,
+    redis_feed: Option<RedisChangeFeed>,
+    invalidation: Invalidation,
+    cache_ttl_ms: u64,
+) {
+    let mut channels = Vec::new();
+    if let Some(pg) = repo.postgres() {
+        if matches!(invalidation, Invalidation::Auto | Invalidation::Postgres) {
+            PgChangeListener::new(pg.pool()).spawn(service.invalidator());
+            channels.push("postgres");
+        }
+    }
+    if let Some(feed) = redis_feed {
+        feed.spawn_listener(service.invalidator());
+        channels.push("redis");
+    }
+    if channels.is_empty() {
+        if matches!(invalidation, Invalidation::Postgres | Invalidation::Redis) {
+            tracing::warn!(
+                ?invalidation,
+                "--invalidation names a channel this instance does not have (PostgreSQL store, --redis-url): \
+                 changes made elsewhere are seen by polling only"
+            );
+        }
+        tracing::info!(
+            cache_ttl_ms,
+            "changes made by other instances are seen within the cache TTL (polling)"
+        );
+    } else {
+        tracing::info!(
+            push = channels.join("+"),
+            cache_ttl_ms,
+            "changes made by other instances are pushed to this one (the cache TTL stays the safety net)"
+        );
+    }
 }
 
 /// A Redis URL for logs: any user info and query (where a password can be)
@@ -170,15 +300,25 @@ fn scrub(text: &str, url: &str) -> String {
     out
 }
 
-fn router(service: ApiKeyService) -> Router {
+fn router(service: ApiKeyService, draining: Arc<AtomicBool>, metrics_here: bool) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
-        .with_state(service.clone());
+        .route("/readyz", get(readyz))
+        .with_state(Health {
+            service: service.clone(),
+            draining,
+        });
     // Management routes (admin scope `keygate:admin` required, except for
     // /verify), /openapi.json and /docs, with keygate-axum's defaults.
     // One log line per request comes from the server (`server.rs`), which
     // sees the final status (a body timeout's 408 included).
-    keygate_axum::app(service, AppConfig::default()).merge(health)
+    let config = AppConfig::default().document_health_routes();
+    let config = if metrics_here {
+        config.document_metrics_route()
+    } else {
+        config
+    };
+    keygate_axum::app(service, config).merge(health)
 }
 
 fn log_limits(limits: &Limits) {
@@ -207,17 +347,41 @@ fn log_limits(limits: &Limits) {
     }
 }
 
-/// 200 when the store answers, 503 otherwise.
-async fn healthz(State(service): State<ApiKeyService>) -> Response {
-    match service.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+#[derive(Clone)]
+struct Health {
+    service: ApiKeyService,
+    /// Set once SIGTERM/SIGINT arrived.
+    draining: Arc<AtomicBool>,
+}
+
+/// Liveness: 200 while the process serves requests, whatever the store.
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: 200 when the store answers and the server is not shutting
+/// down, 503 with the reason otherwise (a load balancer then sends
+/// requests elsewhere). While the database is known to be down the answer
+/// is immediate.
+async fn readyz(State(health): State<Health>) -> Response {
+    let unavailable = |status: &str, detail: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": status, "detail": detail})),
+        )
+            .into_response()
+    };
+    if health.draining.load(Ordering::Acquire) {
+        return unavailable(
+            "draining",
+            "shutting down: finishing in-flight requests".into(),
+        );
+    }
+    match health.service.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "health check: store unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "detail": "store unreachable"})),
-            )
-                .into_response()
+            tracing::warn!(error = %e, "readiness check: store unreachable");
+            unavailable("unavailable", format!("store unreachable: {e}"))
         }
     }
 }

@@ -141,8 +141,12 @@ fn get_update_activate_deactivate_delete() {
     assert_eq!(err, "keygate: API key not found\n");
     let (_, err) = env.fails(&["delete", id], 1);
     assert_eq!(err, "keygate: API key not found\n");
+    // verify words it as HTTP does (401 `API key invalid`).
     let (_, err) = env.fails(&["verify", &key], 1);
-    assert_eq!(err, "keygate: API key not found\n");
+    assert!(
+        err.starts_with("keygate: API key invalid (no key with key id "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -217,12 +221,22 @@ fn verify_checks_scopes_and_reads_the_key_from_stdin() {
     support::assert_success(&out, "verify -");
 
     let (_, err) = env.fails(&["verify", "not-a-key"], 1);
-    assert_eq!(err, "keygate: API key invalid\n");
+    assert_eq!(
+        err,
+        "keygate: API key invalid (not a key of the form ak_v1-<key id>-<secret>)\n"
+    );
     let mut wrong = key.clone();
     wrong.pop();
     wrong.push(if key.ends_with('a') { 'b' } else { 'a' });
     let (_, err) = env.fails(&["verify", &wrong], 1);
-    assert_eq!(err, "keygate: API key invalid\n");
+    assert!(
+        err.starts_with("keygate: API key invalid (key id "),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&wrong[wrong.len() - 8..]),
+        "no part of the secret: {err}"
+    );
     let (_, err) = env.fails(&["verify", "  "], 1);
     assert_eq!(err, "keygate: API key missing\n");
 
@@ -232,9 +246,9 @@ fn verify_checks_scopes_and_reads_the_key_from_stdin() {
 }
 
 #[test]
-fn a_key_created_with_another_pepper_does_not_verify() {
+fn a_key_created_with_another_pepper_does_not_verify_and_says_why() {
     let env = Env::new();
-    let (_, key) = env.create("k", &[]);
+    let (entity, key) = env.create("k", &[]);
     let out = env
         .cmd()
         .env("API_KEY_PEPPER", "another-pepper")
@@ -242,9 +256,42 @@ fn a_key_created_with_another_pepper_does_not_verify() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "keygate: API key invalid\n"
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let key_id = entity["key_id"].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "keygate: API key invalid (key id {key_id} exists, but the secret does not match"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("API_KEY_PEPPER may differ from the one the key was created with"),
+        "{err}"
+    );
+    // Nothing secret: no part of the secret, the pepper or the hash.
+    let secret = key.rsplit('-').next().unwrap();
+    for hidden in [
+        &secret[..4],
+        &secret[secret.len() - 4..],
+        "another-pepper",
+        support::PEPPER,
+        "$argon2",
+    ] {
+        assert!(!err.contains(hidden), "{hidden}: {err}");
+    }
+
+    // Checked with the placeholder instead: the hint says so.
+    let out = env
+        .cmd()
+        .env_remove("API_KEY_PEPPER")
+        .args(["verify", &key])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("API_KEY_PEPPER is not set here, so the placeholder pepper was used"),
+        "{err}"
     );
 }
 

@@ -138,33 +138,59 @@ fn a_generated_key_is_not_known_to_the_database() {
     let line = env.ok(&["generate"]);
     let key = line.trim_end().split_once('=').unwrap().1;
     let (_, err) = env.fails(&["verify", key], 1);
-    assert_eq!(err, "keygate: API key not found\n");
+    assert!(
+        err.starts_with("keygate: API key invalid (no key with key id "),
+        "{err}"
+    );
 }
 
+/// SPEC §7: one line on stderr when a key is written or checked with the
+/// placeholder pepper; other commands stay quiet.
 #[test]
-fn the_placeholder_pepper_works_quietly_for_one_shot_commands() {
+fn the_placeholder_pepper_is_named_when_a_key_is_written_or_checked() {
     let env = Env::new();
-    let out = env
-        .cmd()
-        .env_remove("API_KEY_PEPPER")
-        .args(["--json", "create", "--name", "dev"])
-        .output()
-        .unwrap();
-    support::assert_success(&out, "create with placeholder pepper");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = v["api_key"].as_str().unwrap();
-    let out = env
-        .cmd()
-        .env_remove("API_KEY_PEPPER")
-        .env("RUST_LOG", "warn")
-        .args(["verify", key])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        logs.contains("placeholder pepper"),
-        "warned through tracing: {logs}"
+    let placeholder = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env_remove("API_KEY_PEPPER")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (stdout, err) = placeholder(&["--json", "create", "--name", "dev"]);
+    assert_eq!(
+        err,
+        "keygate: warning: API_KEY_PEPPER is not set: this key is hashed with the public placeholder \
+         pepper and will not verify once a real one is set (make one with `keygate pepper`)\n"
     );
-    assert!(!logs.contains(key));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (key, id) = (
+        v["api_key"].as_str().unwrap(),
+        v["entity"]["id"].as_str().unwrap(),
+    );
+
+    let (_, err) = placeholder(&["verify", key]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("keygate: warning: API_KEY_PEPPER is not set: the key is checked with the public placeholder pepper"), "{err}");
+    let (_, err) = placeholder(&["rotate", id]);
+    assert!(
+        err.contains("hashed with the public placeholder pepper"),
+        "{err}"
+    );
+    for quiet in [&["list"][..], &["get", id], &["count"]] {
+        let (_, err) = placeholder(quiet);
+        assert!(err.is_empty(), "{quiet:?}: {err}");
+    }
+    // With a pepper, nothing is said.
+    let out = env
+        .cmd()
+        .args(["create", "--name", "prod"])
+        .output()
+        .unwrap();
+    support::assert_success(&out, "create with a pepper");
 }

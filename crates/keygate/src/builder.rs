@@ -13,6 +13,7 @@ use crate::key::{KeyFormat, Secret};
 use crate::ratelimit::{Limiters, SharedRateLimiter};
 use crate::repository::Repository;
 use crate::service::{ApiKeyService, Inner};
+use crate::telemetry::{Metrics, ObservedStore};
 use crate::touch::TouchQueue;
 
 /// Random delay bounds, used to blur timing (off by default on success).
@@ -181,7 +182,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// Checks the configuration and builds the service.
+    /// Checks the configuration and builds the service. Its metrics go to
+    /// the `metrics` recorder installed at this moment, if any (see
+    /// [`telemetry`](crate::telemetry)).
     pub fn build(self) -> Result<ApiKeyService, Error> {
         for (field, range) in [
             ("failure_delay", self.failure_delay),
@@ -198,8 +201,12 @@ impl ServiceBuilder {
         let hash_threads = self.hash_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
         });
+        // The handles of the recorder installed now (see `telemetry`).
+        let metrics = Metrics::register();
         Ok(ApiKeyService::from_inner(Inner {
-            repo: self.repo,
+            repo: Arc::new(ObservedStore::new(self.repo.clone(), &metrics)),
+            given_repo: self.repo,
+            metrics,
             hasher: Arc::new(hasher),
             format: self.format,
             cache: self.cache.map(VerifyCache::new),

@@ -8,7 +8,8 @@
 //! [`KeySearch`], [`AuditLog`]; together [`Repository`]) with an
 //! [`InMemoryRepository`], the audit log types, the verification cache and
 //! [`ApiKeyService`]. With the `testing` feature, [`testing`] holds the
-//! conformance suite every store runs.
+//! conformance suite every store runs. [`telemetry`] lists the metrics,
+//! log fields and spans a service emits.
 //! SQL stores live in `keygate-sqlx`, HTTP in `keygate-axum`.
 //!
 //! ```
@@ -47,6 +48,7 @@ mod ratelimit;
 mod repository;
 mod scope;
 mod service;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod touch;
@@ -76,6 +78,7 @@ pub use ratelimit::{LimiterError, LocalRateLimiter, SharedRateLimiter};
 pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};
 pub use service::{ApiKeyService, HashingStats, Verified, ACTOR_MAX, DEFAULT_ACTOR, MAX_GRACE};
+pub use telemetry::{capture_verification, Outcome, Verification};
 
 /// The storage traits, to call a store's methods directly:
 /// `use keygate::prelude::*;`.

@@ -22,10 +22,15 @@ use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
 use crate::limits::{CreditChange, Usage, MAX_CREDITS};
 use crate::ratelimit::Limiters;
 use crate::repository::Repository;
+use crate::telemetry::Metrics;
 use crate::touch::TouchQueue;
 
 pub(crate) struct Inner {
+    /// The store, each call observed (spans, error counter).
     pub(crate) repo: Arc<dyn Repository>,
+    /// The store as given to the builder, for [`ApiKeyService::repository`].
+    pub(crate) given_repo: Arc<dyn Repository>,
+    pub(crate) metrics: Metrics,
     pub(crate) hasher: Arc<KeyHasher>,
     pub(crate) format: KeyFormat,
     pub(crate) cache: Option<VerifyCache>,
@@ -173,9 +178,10 @@ impl ApiKeyService {
         &self.inner.hasher
     }
 
-    /// The underlying store.
+    /// The underlying store, as given to the builder (calls made through
+    /// it directly are not in the service's metrics).
     pub fn repository(&self) -> &Arc<dyn Repository> {
-        &self.inner.repo
+        &self.inner.given_repo
     }
 
     /// Creates a key. Returns the stored entity and the plaintext key, which
@@ -581,6 +587,18 @@ impl ApiKeyService {
     /// rate limiter failed (see [`ServiceBuilder::shared_rate_limiter`]).
     pub fn rate_limiting_degraded(&self) -> bool {
         self.inner.limiters.degraded()
+    }
+
+    /// Sets the gauges that are read rather than pushed,
+    /// [`HASH_QUEUE_DEPTH`](crate::telemetry::HASH_QUEUE_DEPTH) (from
+    /// [`hashing_stats`](Self::hashing_stats)) and
+    /// [`RATE_LIMIT_DEGRADED`](crate::telemetry::RATE_LIMIT_DEGRADED) (from
+    /// [`rate_limiting_degraded`](Self::rate_limiting_degraded)): call it
+    /// right before rendering the metrics. See [`telemetry`](crate::telemetry).
+    pub fn update_gauges(&self) {
+        self.inner
+            .metrics
+            .gauges(self.hashing_stats().queued, self.rate_limiting_degraded());
     }
 
     /// Checks that the store answers.

@@ -1,9 +1,11 @@
 //! The verification path, top to bottom, and slow hashing off the executor.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::builder::DelayRange;
@@ -16,6 +18,7 @@ use crate::key::{ParsedKey, Secret};
 use crate::limits::{check_cost, epoch_ms, CreditUse, RateDecision, Usage};
 use crate::ratelimit::Admitted;
 use crate::service::{ApiKeyService, Inner, Verified};
+use crate::telemetry::Outcome;
 use crate::touch::FLUSH_EVERY;
 
 impl ApiKeyService {
@@ -46,6 +49,10 @@ impl ApiKeyService {
     /// then the use is recorded. A refused request takes nothing from any
     /// window or from the credits.
     ///
+    /// Every verification is counted and timed, and logged or handed to
+    /// [`capture_verification`](crate::capture_verification) (see
+    /// [`telemetry`](crate::telemetry)).
+    ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// use keygate::{ApiKeyService, Credits, Error, InMemoryRepository, NewApiKey};
@@ -66,7 +73,19 @@ impl ApiKeyService {
         cost: u64,
     ) -> Result<Verified, Error> {
         check_cost(cost).map_err(|e| Error::Validation(vec![e]))?;
-        let result = self.verify_unpaced(raw_key, required, cost).await;
+        // Only when a recorder takes the time.
+        let started = self.inner.metrics.timed().then(quanta::Instant::now);
+        // 1–2. Blank or malformed: no store access, no hashing.
+        let (key_id, result) = match self.inner.format.parse(raw_key) {
+            Ok(parsed) => {
+                let verified = self.verify_parsed(raw_key, parsed, required, cost);
+                (Some(parsed.key_id), verified.await)
+            }
+            Err(e) => (None, Err(e)),
+        };
+        // Before the pacing delay: the histogram shows the work, not the wait.
+        let outcome = Outcome::of_result(&result);
+        self.inner.metrics.verified(key_id, outcome, started);
         let delay = match &result {
             Ok(_) => self.inner.success_delay,
             Err(e) if e.is_auth_failure() => self.inner.failure_delay,
@@ -79,16 +98,33 @@ impl ApiKeyService {
         result
     }
 
-    async fn verify_unpaced<S: AsRef<str>>(
+    /// Counts and logs a verification refused before any key reached
+    /// [`verify_with`](Self::verify_with), e.g. a request without a key,
+    /// as `verify_with` does its own (see [`telemetry`](crate::telemetry));
+    /// nothing is timed. For code that looks for the key itself, like
+    /// `keygate-axum`'s layer.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate::{capture_verification, ApiKeyService, Error, InMemoryRepository, Outcome};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let ((), seen) = capture_verification(async { service.record_refusal(&Error::KeyNotProvided) }).await;
+    /// assert_eq!(seen.unwrap().outcome(), Outcome::Missing);
+    /// # });
+    /// ```
+    pub fn record_refusal(&self, error: &Error) {
+        self.inner.metrics.refused(Outcome::of(error));
+    }
+
+    /// Steps 3–9 for a well-formed key.
+    async fn verify_parsed<S: AsRef<str>>(
         &self,
         raw_key: &str,
+        parsed: ParsedKey<'_>,
         required: &[S],
         cost: u64,
     ) -> Result<Verified, Error> {
         let inner = &self.inner;
-        // 1–2. Blank or malformed: no store access, no hashing.
-        let parsed = inner.format.parse(raw_key)?;
-
         // Cache hit only when the whole presented key matches the cached one.
         let now = inner.clock.now();
         let presented = inner.cache.as_ref().map(|_| digest(raw_key));
@@ -97,11 +133,16 @@ impl ApiKeyService {
             .as_ref()
             .zip(presented.as_ref())
             .and_then(|(cache, d)| cache.get(parsed.key_id, d, now));
+        if inner.cache.is_some() {
+            inner
+                .metrics
+                .cache(matches!(cached, Some(Cached::Fresh(..))));
+        }
 
         let (key, proof) = match cached {
             Some(Cached::Fresh(key, proof)) => (key, proof),
             // 3–4. Boxed, so a cache hit never carries the slow path's state.
-            cached => Box::pin(self.load_and_check(parsed, presented, cached, now)).await?,
+            cached => Box::pin(self.load_and_check_traced(parsed, presented, cached, now)).await?,
         };
         // 4, continued: a secret replaced by a rotation only during its grace.
         if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
@@ -213,6 +254,20 @@ impl ApiKeyService {
                 Err(e.into())
             }
         }
+    }
+
+    /// [`load_and_check`](Self::load_and_check) in a `keygate.verify` span
+    /// (only this part: a cache hit takes less time than a span).
+    fn load_and_check_traced<'a>(
+        &'a self,
+        parsed: ParsedKey<'a>,
+        presented: Option<KeyDigest>,
+        cached: Option<Cached>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Arc<ApiKey>, Proof), Error>> + Send + 'a {
+        let span = tracing::debug_span!("keygate.verify", key_id = parsed.key_id);
+        self.load_and_check(parsed, presented, cached, now)
+            .instrument(span)
     }
 
     /// Steps 3–4 when the cache cannot answer alone: read the stored key and

@@ -358,3 +358,161 @@ async fn docs_page_is_served_from_the_binary_with_no_outside_request() {
         }
     }
 }
+
+/// The page is titled after the document, not "Swagger UI".
+#[tokio::test]
+async fn the_docs_page_is_titled_keygate_api() {
+    let app = TestApp::new().await;
+    let doc = Call::get("/openapi.json").send(&app.router).await.json;
+    assert_eq!(doc["info"]["title"], "keygate API");
+    for path in ["/docs/", "/docs/index.html"] {
+        let page = Call::get(path).send(&app.router).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(
+            page.text.contains("<title>keygate API</title>"),
+            "{path}: {}",
+            page.text
+        );
+        assert!(!page.text.contains("<title>Swagger UI</title>"), "{path}");
+        if let Some(length) = page.header("content-length") {
+            assert_eq!(length, page.text.len().to_string(), "{path}");
+        }
+    }
+    // Other assets are served untouched.
+    let init = Call::get("/docs/swagger-initializer.js")
+        .send(&app.router)
+        .await;
+    assert_eq!(init.status, StatusCode::OK);
+    assert!(init.text.contains("/openapi.json"));
+}
+
+/// Every `examples` value in `v`, with where it is.
+fn examples(v: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "examples" {
+                    if let Some(items) = child.as_array() {
+                        out.extend(items.iter().map(|e| (at.to_owned(), e.clone())));
+                    }
+                }
+                examples(child, &format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                examples(child, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first example of each property of the object schema `name`; for a
+/// list of `$ref` items without examples of its own, a list of the item
+/// schema's first example (as Swagger UI builds its samples).
+fn sample(doc: &Value, name: &str) -> serde_json::Map<String, Value> {
+    let first_example = |schema: &Value| -> Option<Value> {
+        if let Some(example) = schema["examples"].get(0) {
+            return Some(example.clone());
+        }
+        let item = schema["items"]["$ref"].as_str()?;
+        let item = &doc["components"]["schemas"][item.rsplit('/').next()?];
+        Some(json!([item["examples"].get(0)?.clone()]))
+    };
+    object_schema(doc, name)["properties"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(field, schema)| Some((field.clone(), first_example(schema)?)))
+        .collect()
+}
+
+/// Realistic examples (a name, the scope `read`, an expiry in the
+/// future), never Swagger UI's `"string"`; the sample of a create body
+/// is accepted as it is.
+#[tokio::test]
+async fn examples_are_realistic_and_the_create_sample_works() {
+    let doc = serde_json::to_value(keygate_axum::openapi("/api-keys")).unwrap();
+    let mut all = Vec::new();
+    examples(&doc, "", &mut all);
+    assert!(all.len() >= 30, "{all:?}");
+    for (at, example) in &all {
+        assert_ne!(example, "string", "{at}");
+    }
+
+    let create = sample(&doc, "CreateApiKey");
+    assert_eq!(create["name"], "billing-service");
+    assert_eq!(create["scopes"], json!(["read"]));
+    let entity = sample(&doc, "ApiKey");
+    assert_eq!(entity["name"], "billing-service");
+    assert_eq!(entity["scopes"], json!(["read"]));
+    let now = chrono::Utc::now();
+    for (schema, fields) in [("CreateApiKey", &create), ("ApiKey", &entity)] {
+        let expiry = fields["expires_at"].as_str().unwrap();
+        let expiry = chrono::DateTime::parse_from_rfc3339(expiry).unwrap();
+        assert!(expiry > now, "{schema}: expiry {expiry} is in the past");
+    }
+    assert_eq!(
+        sample(&doc, "UpdateApiKey")["expires_at"],
+        "2030-01-01T00:00:00Z"
+    );
+    assert_eq!(sample(&doc, "RateLimit")["name"], "burst");
+    assert_eq!(sample(&doc, "ErrorBody")["detail"], "API key invalid");
+    // The key example is a well-formed key.
+    let key = sample(&doc, "CreatedApiKey")["api_key"].clone();
+    keygate::KeyFormat::default()
+        .parse(key.as_str().unwrap())
+        .expect("a well-formed example key");
+
+    // The create body the docs page builds from these examples (objects
+    // of `$ref` schemas from their own properties) is accepted.
+    let app = TestApp::new().await;
+    let mut body = create.clone();
+    body.insert(
+        "rate_limits".into(),
+        json!([Value::Object(sample(&doc, "RateLimit"))]),
+    );
+    let mut credits = sample(&doc, "Credits");
+    credits.remove("last_refill_at"); // read-only: never sent
+    credits.insert("refill_interval".into(), json!("daily"));
+    body.insert("credits".into(), Value::Object(credits));
+    let (made, _) = app.create(Value::Object(body)).await;
+    assert_eq!(made["name"], "billing-service");
+    assert_eq!(made["expires_at"], "2030-01-01T00:00:00Z");
+}
+
+/// `/healthz` and `/readyz` are in the document of a server that serves
+/// them (`AppConfig::document_health_routes`), and only there.
+#[tokio::test]
+async fn health_routes_are_documented_on_request() {
+    let plain = TestApp::new().await;
+    let doc = Call::get("/openapi.json").send(&plain.router).await.json;
+    assert!(doc["paths"].get("/healthz").is_none());
+
+    let app = TestApp::with_config(AppConfig::default().document_health_routes()).await;
+    let doc = Call::get("/openapi.json").send(&app.router).await.json;
+    for path in ["/healthz", "/readyz"] {
+        let op = &doc["paths"][path]["get"];
+        assert!(op.is_object(), "{path} missing");
+        assert!(op.get("security").is_none(), "{path} is open");
+        assert_eq!(op["tags"], json!(["health"]), "{path}");
+        let statuses: BTreeSet<&str> = op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(statuses, BTreeSet::from(["200", "503"]), "{path}");
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Health"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Health"]["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("status")));
+    // Every other route as before.
+    assert_eq!(doc["paths"].as_object().unwrap().len(), ROUTES.len() + 2);
+}

@@ -1,18 +1,21 @@
 //! Commands on single keys: create, list, get, update, delete, activate,
 //! deactivate, rotate, credits, verify.
 
-use std::io::Read;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use keygate::{
     ApiKey, ApiKeyService, ApiKeyUpdate, CreditChange, Credits, NewApiKey, RateLimit, KEY_ID_LEN,
+    PEPPER_ENV,
 };
 use zeroize::Zeroizing;
 
 use super::last_admin::{self, Change};
 use crate::cli::{
-    CreateArgs, CreditsArgs, ForceIdArgs, GetArgs, IdArg, PageArgs, Refill, RotateArgs, UpdateArgs,
-    VerifyArgs,
+    CreateArgs, CreditsArgs, DeleteArgs, ForceIdArgs, GetArgs, IdArg, PageArgs, Refill, RotateArgs,
+    UpdateArgs, VerifyArgs,
 };
 use crate::output::Report;
 
@@ -21,7 +24,7 @@ pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report>
         name: Some(args.name),
         description: args.description,
         is_active: !args.inactive,
-        expires_at: args.expires_at,
+        expires_at: expiry(args.expires_at, args.expires_in)?,
         scopes: non_empty(args.scopes),
         owner_id: args.owner_id,
         meta: args.meta,
@@ -31,6 +34,7 @@ pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report>
     };
     let (entity, key) = service.create(new).await?;
     tracing::info!(id = %entity.id, key_id = %entity.key_id, "API key created");
+    warn_if_placeholder(service, Use::Written);
     Ok(Report::Created { entity, key })
 }
 
@@ -77,7 +81,7 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
         description: set_or_clear(args.description, args.clear_description),
         is_active: tri_state(args.active, args.inactive),
         scopes: args.scopes.map(non_empty),
-        expires_at: args.expires_at,
+        expires_at: expiry(args.expires_at, args.expires_in)?,
         clear_expires: args.clear_expires,
         owner_id: set_or_clear(args.owner_id, args.clear_owner),
         meta: set_or_clear(args.meta, args.clear_meta),
@@ -95,8 +99,17 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
     })
 }
 
-pub async fn delete(service: &ApiKeyService, args: ForceIdArgs) -> Result<Report> {
+pub async fn delete(service: &ApiKeyService, args: DeleteArgs) -> Result<Report> {
     last_admin::check(service, &args.id, Change::Delete, args.force).await?;
+    // On a terminal, a person confirms; scripts and pipes never wait.
+    let stdin = std::io::stdin();
+    if !args.yes && stdin.is_terminal() {
+        let entity = service.get(&args.id).await?;
+        let question = delete_question(&entity);
+        if !confirm(&question, &mut stdin.lock(), &mut std::io::stderr())? {
+            anyhow::bail!("not deleted: API key {} is kept", entity.id);
+        }
+    }
     let entity = service.delete(&args.id).await?;
     Ok(Report::Entity {
         headline: Some("API key deleted:".into()),
@@ -124,6 +137,7 @@ pub async fn deactivate(service: &ApiKeyService, args: ForceIdArgs) -> Result<Re
 pub async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report> {
     let (entity, key) = service.rotate(&args.id, args.grace).await?;
     tracing::info!(id = %entity.id, key_id = %entity.key_id, "API key rotated");
+    warn_if_placeholder(service, Use::Written);
     Ok(Report::Rotated { entity, key })
 }
 
@@ -166,11 +180,112 @@ pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report>
         Zeroizing::new(args.key)
     };
     let scopes = non_empty(args.scopes);
-    let entity = service.verify(&key, &scopes).await?;
+    warn_if_placeholder(service, Use::Checked);
+    let entity = match service.verify(&key, &scopes).await {
+        Ok(entity) => entity,
+        Err(e @ (keygate::Error::InvalidKey | keygate::Error::KeyNotFound)) => {
+            return Err(invalid_key(service, &key, &e).await)
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Report::Entity {
         headline: Some("API key valid.".into()),
         entity: (*entity).clone(),
     })
+}
+
+/// `API key invalid`, the words HTTP answers with (401) for a malformed
+/// key, an unknown key id and a wrong secret alike (SPEC §6), with what an
+/// operator can learn from the database they hold: whether the key id is
+/// known here, and if so that the secret or the pepper differs. Never any
+/// part of the secret, the hash or the pepper.
+async fn invalid_key(service: &ApiKeyService, key: &str, error: &keygate::Error) -> anyhow::Error {
+    let Ok(parsed) = service.key_format().parse(key) else {
+        return anyhow::anyhow!("API key invalid (not a key of the form ak_v1-<key id>-<secret>)");
+    };
+    let key_id = parsed.key_id;
+    let known = match error {
+        keygate::Error::KeyNotFound => false,
+        _ => service.get_by_key_id(key_id).await.is_ok(),
+    };
+    if !known {
+        return anyhow::anyhow!(
+            "API key invalid (no key with key id {key_id} in this database: deleted, or created elsewhere)"
+        );
+    }
+    let pepper = if service.hasher().pepper().is_placeholder() {
+        format!("{PEPPER_ENV} is not set here, so the placeholder pepper was used")
+    } else {
+        format!("{PEPPER_ENV} may differ from the one the key was created with")
+    };
+    anyhow::anyhow!(
+        "API key invalid (key id {key_id} exists, but the secret does not match: a mistyped or \
+         rotated-out key, or {pepper})"
+    )
+}
+
+/// Whether a plaintext key is written (create, rotate) or checked (verify).
+#[derive(Clone, Copy)]
+enum Use {
+    Written,
+    Checked,
+}
+
+/// One line on stderr when a key is written or checked with the built-in
+/// placeholder pepper (SPEC §7): such a key stops verifying the moment a
+/// real pepper is set, with nothing but `API key invalid` to say why.
+fn warn_if_placeholder(service: &ApiKeyService, how: Use) {
+    if !service.hasher().pepper().is_placeholder() {
+        return;
+    }
+    let what = match how {
+        Use::Written => {
+            "this key is hashed with the public placeholder pepper and will not verify once a real one is set"
+        }
+        Use::Checked => "the key is checked with the public placeholder pepper",
+    };
+    eprintln!("keygate: warning: {PEPPER_ENV} is not set: {what} (make one with `keygate pepper`)");
+}
+
+/// `--expires-at TIME` or `--expires-in DURATION` (clap makes them
+/// exclusive) as the time to store.
+fn expiry(at: Option<DateTime<Utc>>, after: Option<Duration>) -> Result<Option<DateTime<Utc>>> {
+    match (at, after) {
+        (Some(at), _) => Ok(Some(at)),
+        (None, Some(after)) => {
+            let after = chrono::TimeDelta::from_std(after).context("--expires-in is too long")?;
+            Utc::now()
+                .checked_add_signed(after)
+                .map(Some)
+                .context("--expires-in is too long")
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `Delete API key 5b8f… (name "ci", key id 7a74…) for good? It cannot be
+/// undone. [y/N] `: what a person needs to be sure it is the right key.
+fn delete_question(entity: &ApiKey) -> String {
+    let name = entity.name.as_deref().map_or_else(String::new, |n| {
+        format!("name {:?}, ", crate::table::sanitize(n))
+    });
+    format!(
+        "Delete API key {} ({name}key id {}) for good? It cannot be undone. [y/N] ",
+        entity.id, entity.key_id
+    )
+}
+
+/// Asks `question` on `out`, reads one line from `input`: true for `y` or
+/// `yes` (any case), false for anything else, an empty line or end of input.
+fn confirm(question: &str, input: &mut impl BufRead, out: &mut impl Write) -> Result<bool> {
+    out.write_all(question.as_bytes())?;
+    out.flush()?;
+    let mut answer = String::new();
+    input
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    let answer = answer.trim();
+    Ok(answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes"))
 }
 
 /// All of stdin, trimmed, zeroized on drop.
@@ -219,5 +334,28 @@ pub fn tri_state(yes: bool, no: bool) -> Option<bool> {
         (true, _) => Some(true),
         (_, true) => Some(false),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirm;
+
+    #[test]
+    fn only_yes_confirms() {
+        for (answer, yes) in [
+            ("y\n", true),
+            ("YES\n", true),
+            (" yes \n", true),
+            ("n\n", false),
+            ("\n", false),
+            ("", false),
+            ("yep\n", false),
+        ] {
+            let mut out = Vec::new();
+            let got = confirm("Delete? [y/N] ", &mut answer.as_bytes(), &mut out).unwrap();
+            assert_eq!(got, yes, "{answer:?}");
+            assert_eq!(out, b"Delete? [y/N] ");
+        }
     }
 }

@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::{BoxError, Json, Router};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
+use keygate::Verification;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,6 +27,7 @@ use tokio::time::Sleep;
 use tower_service::Service as _;
 
 use super::conn::ConnState;
+use super::telemetry::{self, X_REQUEST_ID};
 
 /// The socket, noting reads and writes in the connection's state.
 pub(super) struct Tracked {
@@ -87,7 +89,10 @@ impl AsyncWrite for Tracked {
 }
 
 /// The router, seen from hyper: tracks the phases, puts the body deadline
-/// on request bodies, answers 408 when it passed, logs one line per request.
+/// on request bodies, answers 408 when it passed, counts each request in
+/// `keygate_http_requests_total` and logs one line per request: method,
+/// path, final status, latency, request id, and the key id and outcome of
+/// its key check (see `telemetry.rs`).
 pub(super) struct ConnService {
     pub(super) router: Router,
     pub(super) state: Arc<ConnState>,
@@ -104,7 +109,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let state = self.state.clone();
         let has_body = !request.body().is_end_stream();
         state.request_started(has_body);
-        let request = if has_body {
+        let mut request = if has_body {
             let deadline = Box::pin(tokio::time::sleep(self.body_timeout));
             let state = state.clone();
             request.map(move |inner| {
@@ -121,24 +126,42 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         // The path only: a query string may carry a key.
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        telemetry::drop_unfit_request_id(request.headers_mut());
         let mut router = self.router.clone();
         let body_timeout = self.body_timeout;
         Box::pin(async move {
-            poll_fn(|cx| tower_service::Service::<Request<Body>>::poll_ready(&mut router, cx))
-                .await
-                .unwrap_or_else(|never| match never {});
-            let mut response = router
-                .call(request)
-                .await
-                .unwrap_or_else(|never| match never {});
+            let handling = async {
+                poll_fn(|cx| tower_service::Service::<Request<Body>>::poll_ready(&mut router, cx))
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                router
+                    .call(request)
+                    .await
+                    .unwrap_or_else(|never| match never {})
+            };
+            let (mut response, seen, route) = telemetry::observe(handling).await;
             if state.body_timed_out.load(Relaxed) {
+                let request_id = response.headers_mut().remove(X_REQUEST_ID);
                 response = body_timeout_response(body_timeout);
+                if let Some(id) = request_id {
+                    response.headers_mut().insert(X_REQUEST_ID, id);
+                }
             }
+            let status = response.status().as_u16();
+            telemetry::count_request(&method, route.as_ref(), status);
+            // The key id and outcome of the request's key check, if any;
+            // never the key itself.
             tracing::info!(
                 %method,
                 path,
-                status = response.status().as_u16(),
+                status,
                 micros = started.elapsed().as_micros() as u64,
+                request_id = response
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .and_then(|id| id.to_str().ok()),
+                key_id = seen.as_ref().and_then(Verification::key_id),
+                outcome = seen.map(|seen| seen.outcome().as_str()),
                 "request"
             );
             state.responding();

@@ -257,6 +257,14 @@ impl Server {
         }
     }
 
+    /// The next line the server prints on stdout (the first one,
+    /// `listening on`, was read by [`Server::start`]).
+    pub fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self._stdout.read_line(&mut line).expect("read stdout");
+        line
+    }
+
     /// What the server has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
