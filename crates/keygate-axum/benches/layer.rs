@@ -2,7 +2,8 @@
 //! route answered by a bare axum router that compares the bearer token with
 //! a constant, and by one behind `RequireScopes` with the cache warm:
 //! `keygate` without a metrics recorder (the library default),
-//! `keygate_metrics` with `metrics-exporter-prometheus`'s recorder.
+//! `keygate_metrics` with the Prometheus recorder of `keygate serve`
+//! (`keygate::telemetry::prometheus`).
 //!
 //! `cargo bench -p keygate-axum --bench layer`
 
@@ -71,13 +72,11 @@ fn bench(c: &mut Criterion) {
     );
     let (protected, key) = protected_router(&rt);
     // Services take their metric handles when built: this one records into
-    // a Prometheus recorder, whose upkeep runs every 5 s.
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .unwrap();
+    // the Prometheus recorder of `keygate serve`, whose upkeep runs every 5 s.
+    let prometheus = keygate::telemetry::prometheus::Prometheus::install().unwrap();
     std::thread::spawn(move || loop {
         std::thread::sleep(std::time::Duration::from_secs(5));
-        handle.run_upkeep();
+        prometheus.run_upkeep();
     });
     let (metered, metered_key) = protected_router(&rt);
 

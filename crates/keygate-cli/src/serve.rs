@@ -7,7 +7,6 @@ mod conn;
 mod io;
 mod limits;
 pub(crate) mod policy;
-mod recorder;
 mod server;
 mod telemetry;
 

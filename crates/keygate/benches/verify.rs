@@ -2,8 +2,8 @@
 //! cache, plus parsing. `baseline/*` rows are measured in the same run so the
 //! others can be read as ratios on a noisy machine. `verify/cached` runs
 //! without a metrics recorder (the library default), `verify/cached_metrics`
-//! with `metrics-exporter-prometheus`'s recorder (`keygate serve` keeps the
-//! latency histogram in fixed buckets instead, ~25 ns less per verification).
+//! with the Prometheus recorder of `keygate serve`
+//! (`keygate::telemetry::prometheus`).
 //!
 //! `cargo bench -p keygate --bench verify`
 
@@ -104,13 +104,11 @@ fn bench(c: &mut Criterion) {
         });
     }
     // Services take their metric handles when built: this one records into
-    // a Prometheus recorder, whose upkeep runs every 5 s.
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .unwrap();
+    // the Prometheus recorder of `keygate serve`, whose upkeep runs every 5 s.
+    let prometheus = keygate::telemetry::prometheus::Prometheus::install().unwrap();
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_secs(5));
-        handle.run_upkeep();
+        prometheus.run_upkeep();
     });
     let (service, key) = service(&rt, hmac, true);
     g.sample_size(100).measurement_time(Duration::from_secs(5));

@@ -26,6 +26,11 @@
 //! [`ApiKeyService::update_gauges`](crate::ApiKeyService::update_gauges)
 //! right before rendering the metrics.
 //!
+//! With the `prometheus` feature, `prometheus::Prometheus` is the
+//! recorder `keygate serve` uses: `metrics-exporter-prometheus`, with the
+//! latency histogram in fixed buckets (the exporter's own histogram storage
+//! costs several times more per verification).
+//!
 //! # Logs
 //!
 //! Every verification ends in one [`Verification`]: the public key id
@@ -45,12 +50,11 @@
 //! # Cost
 //!
 //! Without a recorder: a few nanoseconds per verification (the clock is
-//! not even read). With a recorder: two counter increments (~10 ns each
-//! with `metrics-exporter-prometheus`), two clock reads (~19 ns together:
-//! `quanta`, the TSC where it is reliable) and a histogram record (~35 ns
-//! with that exporter's storage, ~10 ns in fixed buckets as `keygate serve`
-//! keeps it); measured on a 2-core VM. Compare `verify/cached_metrics` with
-//! `verify/cached` in `benches/verify.rs`.
+//! not even read). With `prometheus::Prometheus`: two counter increments
+//! (~10 ns each), two clock reads (~19 ns together: `quanta`, the TSC where
+//! it is reliable) and a histogram record (~10 ns), measured on a 2-core
+//! VM. Compare `verify/cached_metrics` with `verify/cached` in
+//! `benches/verify.rs`.
 
 use std::cell::Cell;
 use std::fmt;
@@ -70,6 +74,9 @@ use crate::filter::ApiKeyFilter;
 use crate::key::KEY_ID_LEN;
 use crate::limits::CreditUse;
 use crate::repository::{AuditLog, KeySearch, KeyStore, Repository};
+
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 
 /// Counter of verifications, label `outcome`.
 pub const VERIFICATIONS_TOTAL: &str = "keygate_verifications_total";

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keygate::prelude::*;
+use keygate::telemetry::prometheus::Prometheus;
 use keygate::{
     ApiKey, ApiKeyFilter, Audit, AuditEvent, CreditUse, Error, EventFilter, InMemoryRepository,
     KeyChange, NewApiKey, StoreError,
 };
-use metrics_exporter_prometheus::PrometheusBuilder;
 use support::{service_with, with_wrong_secret};
 
 /// The value of `series` (name and labels as rendered), if present.
@@ -30,8 +30,7 @@ fn outcome(text: &str, outcome: &str) -> f64 {
 
 #[tokio::test]
 async fn verifications_are_counted_by_outcome_and_cache_use() {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
+    let (recorder, handle) = Prometheus::build();
     let store = Flaky::default();
     let down = store.down.clone();
     // The service takes its handles from the recorder current at build.
@@ -103,8 +102,7 @@ async fn verifications_are_counted_by_outcome_and_cache_use() {
 
 #[tokio::test]
 async fn conflicts_are_answers_not_store_errors() {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
+    let (recorder, handle) = Prometheus::build();
     let service =
         metrics::with_local_recorder(&recorder, || service_with(InMemoryRepository::new(), |b| b));
     let explicit = || NewApiKey {

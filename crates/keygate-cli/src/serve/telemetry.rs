@@ -4,9 +4,9 @@
 //!
 //! The core library records the verification metrics through the `metrics`
 //! facade ([`keygate::telemetry`]); this module installs the recorder they
-//! go to (the Prometheus one, rendering on demand: no listener of its own;
-//! the latency histogram in fixed buckets, see `recorder.rs`) before the
-//! service is built, and serves its rendering.
+//! go to ([`Prometheus`]: rendering on demand, no listener of its own; the
+//! latency histogram in fixed buckets) before the service is built, and
+//! serves its rendering.
 //!
 //! Counting a request allocates nothing: the route template is the
 //! router's own `Arc<str>` ([`MatchedPath`]), handed to the server in a
@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,17 +27,14 @@ use axum::http::{HeaderMap, HeaderName, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::telemetry::{VERIFY_DURATION_BUCKETS, VERIFY_DURATION_SECONDS};
+use keygate::telemetry::prometheus::Prometheus;
 use keygate::{ApiKeyService, Verification};
 use keygate_axum::{RequireScopes, DEFAULT_ADMIN_SCOPE};
 use keygate_sqlx::SqlRepository;
 use metrics::{Counter, Gauge, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tower::{Layer, Service};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-
-use super::recorder::{FixedHistogram, ServeRecorder};
 
 /// Requests answered, by method, route template and status.
 pub(super) const HTTP_REQUESTS_TOTAL: &str = "keygate_http_requests_total";
@@ -51,34 +48,20 @@ const UNMATCHED: &str = "unmatched";
 /// characters other than visible ASCII (quotes and backslashes excluded),
 /// is replaced by a generated one, so a log line can always show it as is.
 const MAX_REQUEST_ID: usize = 128;
-/// How often the exporter folds the values of the histograms it keeps into
-/// buckets (between scrapes too, so their memory stays bounded) and
-/// publishes new descriptions.
+/// How often the recorder's upkeep runs (see [`Prometheus::run_upkeep`]).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The recorder of the process, and what renders it.
 #[derive(Clone)]
 pub(super) struct Metrics {
-    handle: PrometheusHandle,
-    latency: Arc<FixedHistogram>,
+    prometheus: Prometheus,
 }
 
 impl Metrics {
     /// Installs the recorder for the whole process. Call before building the
     /// service: it takes its metric handles when built.
     pub(super) fn install() -> Result<Self> {
-        let prometheus = PrometheusBuilder::new().build_recorder();
-        let handle = prometheus.handle();
-        let latency = Arc::new(FixedHistogram::new(
-            VERIFY_DURATION_SECONDS,
-            &VERIFY_DURATION_BUCKETS,
-        ));
-        let recorder = ServeRecorder {
-            prometheus,
-            fixed: latency.clone(),
-        };
-        metrics::set_global_recorder(recorder)
-            .map_err(|_| anyhow::anyhow!("a metrics recorder is already installed"))?;
+        let prometheus = Prometheus::install()?;
         metrics::describe_counter!(
             HTTP_REQUESTS_TOTAL,
             Unit::Count,
@@ -88,7 +71,7 @@ impl Metrics {
             STORE_UP,
             "1 while the key store answers, 0 while it is known to be down"
         );
-        let upkeep = handle.clone();
+        let upkeep = prometheus.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(UPKEEP_EVERY);
             loop {
@@ -96,7 +79,7 @@ impl Metrics {
                 upkeep.run_upkeep();
             }
         });
-        Ok(Self { handle, latency })
+        Ok(Self { prometheus })
     }
 
     /// `GET /metrics`: without authentication for a listener of its own
@@ -108,8 +91,7 @@ impl Metrics {
         open: bool,
     ) -> Router {
         let scrape = Scrape {
-            handle: self.handle.clone(),
-            latency: self.latency.clone(),
+            prometheus: self.prometheus.clone(),
             service: service.clone(),
             repo: repo.clone(),
             store_up: metrics::gauge!(STORE_UP),
@@ -129,8 +111,7 @@ impl Metrics {
 
 #[derive(Clone)]
 struct Scrape {
-    handle: PrometheusHandle,
-    latency: Arc<FixedHistogram>,
+    prometheus: Prometheus,
     service: ApiKeyService,
     repo: SqlRepository,
     store_up: Gauge,
@@ -142,11 +123,9 @@ async fn render(State(scrape): State<Scrape>) -> Response {
     scrape.service.update_gauges();
     let up = scrape.repo.down().is_none();
     scrape.store_up.set(if up { 1.0 } else { 0.0 });
-    let mut text = scrape.handle.render();
-    scrape.latency.render(&mut text);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
+        scrape.prometheus.render(),
     )
         .into_response()
 }
