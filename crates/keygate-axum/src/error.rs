@@ -242,14 +242,12 @@ pub(crate) fn whole_seconds(d: Duration) -> HeaderValue {
 }
 
 /// `n` as a header value, in one allocation of its exact size
-/// (`HeaderValue::from(u64)` takes two: it grows a buffer, then shrinks it).
+/// (`HeaderValue::from(u64)` takes two: it grows a buffer, then shrinks it;
+/// and `itoa` skips the formatting machinery of `write!`).
 fn integer(n: u64) -> HeaderValue {
-    use std::io::Write;
-    let mut buf = [0u8; 20]; // u64::MAX has 20 digits
-    let mut rest = &mut buf[..];
-    let written = write!(rest, "{n}").map(|()| 20 - rest.len()).unwrap_or(0);
+    let mut buf = itoa::Buffer::new();
     // Digits are always a valid header value.
-    HeaderValue::from_bytes(&buf[..written]).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(buf.format(n).as_bytes()).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// `Bearer error="insufficient_scope", scope="read write"` (RFC 6750 §3).

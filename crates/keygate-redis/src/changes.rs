@@ -16,9 +16,6 @@ use crate::{connection_lost, mask, RedisRateLimiter};
 const IDLE_CHECK: Duration = Duration::from_secs(15);
 /// Longest wait for a subscription or a ping.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Retry delays while Redis cannot be reached: doubling up to 1 s.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
-const LAST_RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes key changes on a Redis channel and listens to it: both halves
 /// of push invalidation ([`ChangePublisher`] for
@@ -72,56 +69,17 @@ impl RedisChangeFeed {
     /// [`Invalidator::resync`]. A lost connection is retried (50 ms,
     /// doubling up to 1 s); a quiet one is pinged every 15 s.
     pub async fn listen(self, invalidator: Invalidator) {
-        let server = &self.limiter.inner.server;
-        let mut retry = FIRST_RETRY;
-        let mut failing_since: Option<tokio::time::Instant> = None;
-        while !invalidator.is_closed() {
-            let subscribed = tokio::time::timeout(ATTEMPT_TIMEOUT, self.subscribe()).await;
-            let pubsub = match subscribed {
-                Ok(Ok(pubsub)) => pubsub,
-                failed => {
-                    if failing_since.is_none() {
-                        failing_since = Some(tokio::time::Instant::now());
-                        let error = match failed {
-                            Ok(Err(e)) => self.masked(&e),
-                            _ => "no answer within 3 s".to_owned(),
-                        };
-                        tracing::warn!(
-                            %server,
-                            %error,
-                            "cannot subscribe to key changes in Redis: other instances' changes are seen by polling until it works"
-                        );
-                    }
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(LAST_RETRY);
-                    continue;
-                }
-            };
-            retry = FIRST_RETRY;
-            if !invalidator.resync() {
-                return;
+        let feed = format!("Redis {} at {}", self.channel, self.limiter.inner.server);
+        let connect = || async {
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.subscribe()).await {
+                Ok(Ok(pubsub)) => Ok(pubsub),
+                Ok(Err(e)) => Err(self.masked(&e)),
+                Err(_) => Err("no answer within 3 s".to_owned()),
             }
-            match failing_since.take() {
-                Some(since) => tracing::info!(
-                    %server,
-                    after_ms = since.elapsed().as_millis() as u64,
-                    "subscribed to key changes again (Redis); cached keys will be re-read"
-                ),
-                None => {
-                    tracing::debug!(%server, channel = %self.channel, "subscribed to key changes (Redis)")
-                }
-            }
-            let why = receive(pubsub, &invalidator).await;
-            if invalidator.is_closed() {
-                return;
-            }
-            failing_since = Some(tokio::time::Instant::now());
-            tracing::warn!(
-                %server,
-                reason = %why,
-                "lost the Redis subscription to key changes: reconnecting; cached keys are re-read once it is back"
-            );
-        }
+        };
+        let receive =
+            |pubsub, invalidator: Invalidator| async move { receive(pubsub, &invalidator).await };
+        invalidator.keep_listening(&feed, connect, receive).await;
     }
 
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {

@@ -21,9 +21,6 @@ pub const CHANGES_CHANNEL: &str = "keygate_key_changes";
 const IDLE_CHECK: Duration = Duration::from_secs(15);
 /// Longest wait for a connection, a `LISTEN` or a check.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Retry delays while PostgreSQL cannot be reached: doubling up to 1 s.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
-const LAST_RETRY: Duration = Duration::from_secs(1);
 
 /// Listens on [`CHANGES_CHANNEL`] and passes each announced key id to an
 /// [`Invalidator`].
@@ -53,48 +50,16 @@ impl PgChangeListener {
     }
 
     /// Listens until the invalidator's service is gone. Never fails: lost
-    /// connections are retried (50 ms, doubling up to 1 s) and logged.
+    /// connections are retried (50 ms, doubling up to 1 s) and logged (see
+    /// [`Invalidator::keep_listening`]).
     pub async fn run(self, invalidator: Invalidator) {
-        let mut retry = FIRST_RETRY;
-        let mut failing_since: Option<tokio::time::Instant> = None;
-        while !invalidator.is_closed() {
-            let mut listener = match self.listen().await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    if failing_since.is_none() {
-                        failing_since = Some(tokio::time::Instant::now());
-                        tracing::warn!(
-                            error = %e,
-                            "cannot LISTEN for key changes: other instances' changes are seen by polling until it works"
-                        );
-                    }
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(LAST_RETRY);
-                    continue;
-                }
-            };
-            retry = FIRST_RETRY;
-            // Whatever was announced while not listening is lost.
-            if !invalidator.resync() {
-                return;
-            }
-            match failing_since.take() {
-                Some(since) => tracing::info!(
-                    after_ms = since.elapsed().as_millis() as u64,
-                    "listening for key changes again (PostgreSQL); cached keys will be re-read"
-                ),
-                None => tracing::debug!("listening for key changes (PostgreSQL LISTEN)"),
-            }
-            let why = receive(&mut listener, &invalidator).await;
-            if invalidator.is_closed() {
-                return;
-            }
-            failing_since = Some(tokio::time::Instant::now());
-            tracing::warn!(
-                reason = %why,
-                "lost the PostgreSQL LISTEN connection: reconnecting; cached keys are re-read once it is back"
-            );
-        }
+        let connect = || async { self.listen().await.map_err(|e| e.to_string()) };
+        let receive = |mut listener: PgListener, invalidator: Invalidator| async move {
+            receive(&mut listener, &invalidator).await
+        };
+        invalidator
+            .keep_listening("PostgreSQL LISTEN", connect, receive)
+            .await;
     }
 
     async fn listen(&self) -> Result<PgListener, sqlx::Error> {

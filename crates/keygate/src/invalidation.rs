@@ -20,7 +20,9 @@
 //! [`ServiceBuilder::change_publisher`]: crate::ServiceBuilder::change_publisher
 //! [`ApiKeyService::invalidator`]: crate::ApiKeyService::invalidator
 
+use std::future::Future;
 use std::sync::Weak;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -93,4 +95,92 @@ impl Invalidator {
     pub fn is_closed(&self) -> bool {
         self.inner.strong_count() == 0
     }
+
+    /// The loop every listener runs, for as long as the service lives:
+    /// `connect` (to the feed named `feed` in logs) until it works, retrying
+    /// after 50 ms, doubling up to 1 s; then [`resync`](Self::resync),
+    /// because whatever was announced meanwhile is lost; then `receive`,
+    /// which passes announcements to the invalidator it is given and
+    /// returns why it stopped (a lost connection); then all over again.
+    /// Failures are logged once per outage, and the return once.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate::{ApiKeyService, InMemoryRepository};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let invalidator = service.invalidator();
+    /// // A feed that announces one key id, then the service goes away.
+    /// let mut service = Some(service);
+    /// invalidator
+    ///     .keep_listening(
+    ///         "example",
+    ///         || async { Ok::<_, String>("connection") },
+    ///         |_connection, invalidator| {
+    ///             invalidator.key_changed("0123456789abcdef");
+    ///             service.take(); // dropped: the loop ends
+    ///             async { "connection closed".to_owned() }
+    ///         },
+    ///     )
+    ///     .await;
+    /// # });
+    /// ```
+    pub async fn keep_listening<C, Connect, Connecting, Receive, Receiving>(
+        self,
+        feed: &str,
+        mut connect: Connect,
+        mut receive: Receive,
+    ) where
+        Connect: FnMut() -> Connecting,
+        Connecting: Future<Output = Result<C, String>>,
+        Receive: FnMut(C, Invalidator) -> Receiving,
+        Receiving: Future<Output = String>,
+    {
+        let mut retry = FIRST_RETRY;
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        while !self.is_closed() {
+            let connection = match connect().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    if failing_since.is_none() {
+                        failing_since = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            feed,
+                            %error,
+                            "cannot listen for key changes: other instances' changes are seen by polling until it works"
+                        );
+                    }
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(LAST_RETRY);
+                    continue;
+                }
+            };
+            retry = FIRST_RETRY;
+            if !self.resync() {
+                return;
+            }
+            match failing_since.take() {
+                Some(since) => tracing::info!(
+                    feed,
+                    after_ms = since.elapsed().as_millis() as u64,
+                    "listening for key changes again; cached keys will be re-read"
+                ),
+                None => tracing::debug!(feed, "listening for key changes"),
+            }
+            let why = receive(connection, self.clone()).await;
+            if self.is_closed() {
+                return;
+            }
+            failing_since = Some(tokio::time::Instant::now());
+            tracing::warn!(
+                feed,
+                reason = %why,
+                "lost the connection for key changes: reconnecting; cached keys are re-read once it is back"
+            );
+        }
+    }
 }
+
+/// Retry delays of [`Invalidator::keep_listening`] while a feed cannot be
+/// reached: doubling up to 1 s.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(1);

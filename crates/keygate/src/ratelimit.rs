@@ -90,7 +90,9 @@ const SWEEP_EVERY: usize = 1024;
 
 #[derive(Default)]
 struct Shard {
-    keys: HashMap<String, Vec<Counter>>,
+    /// foldhash rather than SipHash: randomly seeded, and only keys that
+    /// passed verification get counters, so clients cannot make collisions.
+    keys: HashMap<String, Vec<Counter>, foldhash::fast::RandomState>,
     swept_at_len: usize,
 }
 

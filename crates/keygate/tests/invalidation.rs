@@ -220,3 +220,83 @@ async fn an_invalidator_outliving_its_service_says_so() {
     assert!(!invalidator.key_changed("0123456789abcdef"));
     assert!(!invalidator.resync());
 }
+
+/// The loop every listener runs: retries a feed that cannot be reached
+/// (50 ms, doubling to 1 s), resyncs each time it listens again, passes
+/// announcements on, and stops once the service is gone.
+#[tokio::test(start_paused = true)]
+async fn keep_listening_retries_resyncs_and_stops_with_the_service() {
+    let (store, reads) = spy();
+    let reads = Arc::new(reads);
+    let repo: Arc<dyn Repository> = Arc::new(store);
+    let service = instance(&repo);
+    let (_, key) = service.create(NewApiKey::named("k")).await.unwrap();
+    service.verify::<&str>(key.expose(), &[]).await.unwrap();
+    let invalidator = service.invalidator();
+
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let started = tokio::time::Instant::now();
+    let sessions = Arc::new(Mutex::new(0));
+    let service = Arc::new(Mutex::new(Some(service)));
+    let listening = {
+        let (attempts, sessions, service) = (attempts.clone(), sessions.clone(), service.clone());
+        let key = key.expose().to_owned();
+        tokio::spawn(invalidator.keep_listening(
+            "test",
+            move || {
+                let attempts = attempts.clone();
+                async move {
+                    let mut attempts = attempts.lock().unwrap();
+                    attempts.push(started.elapsed());
+                    // Down for the first 4 attempts, and the 6th.
+                    match attempts.len() {
+                        1..=4 | 6 => Err("refused".to_owned()),
+                        _ => Ok(()),
+                    }
+                }
+            },
+            move |(), invalidator| {
+                let (sessions, service, key) = (sessions.clone(), service.clone(), key.clone());
+                let reads = reads.clone();
+                async move {
+                    let session = {
+                        let mut n = sessions.lock().unwrap();
+                        *n += 1;
+                        *n
+                    };
+                    let current = service.lock().unwrap().clone().unwrap();
+                    // Resynced before listening: one store read, then cached.
+                    let before = reads();
+                    current.verify::<&str>(&key, &[]).await.unwrap();
+                    current.verify::<&str>(&key, &[]).await.unwrap();
+                    assert_eq!(
+                        reads(),
+                        before + 1,
+                        "session {session}: resync, then cached"
+                    );
+                    assert!(invalidator.key_changed("unknown0000000000"));
+                    if session == 2 {
+                        drop(current);
+                        service.lock().unwrap().take();
+                    }
+                    "connection closed".to_owned()
+                }
+            },
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(60), listening)
+        .await
+        .expect("the loop stops once the service is dropped")
+        .unwrap();
+
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 7, "{attempts:?}");
+    let gaps: Vec<u128> = attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    // Backoff 50, 100, 200, 400 ms; then straight back after the session
+    // ended; one failure waits 50 ms again (the delay was reset).
+    assert_eq!(gaps, [50, 100, 200, 400, 0, 50], "{gaps:?}");
+    assert_eq!(*sessions.lock().unwrap(), 2);
+}
