@@ -71,8 +71,18 @@ pub(crate) async fn change_credits(
     JsonBody(body): JsonBody<CreditsRequest>,
 ) -> Result<Json<keygate::ApiKey>, ApiError> {
     let change = body.change()?;
-    match service.change_credits(&id, change).await {
-        Ok(key) => Ok(Json(key)),
+    Ok(Json(apply(&service, &id, change).await?))
+}
+
+/// Applies a credits change; `add` on a key without credits is a 409 with
+/// a fixed reason (the dashboard shows it as it is).
+pub(crate) async fn apply(
+    service: &keygate::ApiKeyService,
+    id: &str,
+    change: CreditChange,
+) -> Result<keygate::ApiKey, ApiError> {
+    match service.change_credits(id, change).await {
+        Ok(key) => Ok(key),
         // The only conflict of a credits change; its text is the core's,
         // so answer a fixed one.
         Err(Error::Conflict(_)) if matches!(change, CreditChange::Add(_)) => {

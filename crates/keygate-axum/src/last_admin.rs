@@ -73,7 +73,11 @@ pub(crate) async fn refuse_last_admin(
     ))
 }
 
-fn works_as_admin(key: &ApiKey, admin_scope: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+pub(crate) fn works_as_admin(
+    key: &ApiKey,
+    admin_scope: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
     key.is_active && !key.is_expired_at(now) && key.scopes.contains(admin_scope)
 }
 

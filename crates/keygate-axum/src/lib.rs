@@ -15,6 +15,7 @@
 //!   admin key's `key_id` ([`ANONYMOUS_ACTOR`] when mounted open).
 //! - [`audit_router`]: `GET /audit`, the whole audit log, protected the same way.
 //! - [`app`]: everything above plus `/openapi.json` and `/docs`.
+//! - `dashboard` (feature `dashboard`): the web dashboard at `/ui`.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -39,6 +40,8 @@
 
 mod audit;
 mod credits;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod error;
 mod extract;
 pub mod gateway;

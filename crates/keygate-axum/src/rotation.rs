@@ -31,13 +31,19 @@ pub(crate) struct RotateRequest {
 
 impl RotateRequest {
     fn grace(&self) -> Result<Duration, ApiError> {
-        match self.grace_seconds.unwrap_or(0) {
-            n @ 0..=MAX_GRACE_SECONDS => Ok(Duration::from_secs(n.unsigned_abs())),
-            _ => Err(ApiError::invalid_body_field(
-                "grace_seconds",
-                format!("must be between 0 and {MAX_GRACE_SECONDS}"),
-            )),
-        }
+        grace(self.grace_seconds.unwrap_or(0))
+    }
+}
+
+/// A grace period of `seconds` (0 to 30 days), or a 422 naming
+/// `grace_seconds`.
+pub(crate) fn grace(seconds: i64) -> Result<Duration, ApiError> {
+    match seconds {
+        n @ 0..=MAX_GRACE_SECONDS => Ok(Duration::from_secs(n.unsigned_abs())),
+        _ => Err(ApiError::invalid_body_field(
+            "grace_seconds",
+            format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+        )),
     }
 }
 

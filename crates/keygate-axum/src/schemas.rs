@@ -259,6 +259,8 @@ pub(crate) struct ApiKeyFilterSchema {
     expires_before: Option<DateTime<Utc>>,
     /// Expires after (keys without an expiry never match).
     expires_after: Option<DateTime<Utc>>,
+    /// Not expired at this time: no expiry, or expires after it.
+    unexpired_at: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
     created_after: Option<DateTime<Utc>>,
     /// Last used before (never-used keys never match).

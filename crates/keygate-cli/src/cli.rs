@@ -866,6 +866,30 @@ pub struct ServeArgs {
     /// file with `keygate policy check FILE`; see examples/gateway/.
     #[arg(long, env = "KEYGATE_POLICY", value_name = "FILE")]
     pub policy: Option<std::path::PathBuf>,
+    /// Do not serve the web dashboard at /ui
+    ///
+    /// By default `serve` answers `/ui`: sign in with a key holding
+    /// `keygate:admin` to list, search, create, edit, rotate and delete keys
+    /// in a browser. Sessions are stored in the keys' database (table
+    /// `keygate_ui_sessions`), so any instance serves any session.
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// Minutes without a request after which a dashboard session ends
+    #[arg(long, value_name = "MINUTES", default_value_t = 30, value_parser = idle_minutes)]
+    pub ui_idle_timeout: u64,
+    /// Send the dashboard's session cookie without `Secure`
+    ///
+    /// The cookie is `Secure` by default: browsers keep it over HTTPS and
+    /// from http://127.0.0.1 or http://localhost, but drop it over plain
+    /// HTTP on any other address, where signing in then fails. Use this
+    /// only for plain HTTP on a trusted network; put TLS in front otherwise.
+    #[arg(long)]
+    pub ui_insecure_cookies: bool,
+}
+
+/// 1 minute to 1 week.
+fn idle_minutes(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 1, 10_080, "minutes (1 week)")
 }
 
 /// `serve --invalidation`.

@@ -4,6 +4,7 @@
 //! `serve/conn.rs` and `serve/io.rs`).
 
 mod conn;
+mod dashboard;
 mod io;
 mod limits;
 pub(crate) mod policy;
@@ -102,6 +103,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
             None
         }
     };
+    // The dashboard at /ui (sessions in the keys' database).
+    let dashboard_on = match dashboard::mount(&args, &repo, &service).await? {
+        Some(ui) => {
+            app = app.merge(ui);
+            true
+        }
+        None => false,
+    };
     // Request ids, and the route template for the request counter.
     let app = telemetry::observe_requests(app);
     let listener = TcpListener::bind(args.bind)
@@ -120,6 +129,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     let limits = Limits::from_args(&args);
     log_limits(&limits);
     tracing::info!(%addr, production, "keygate listening");
+    if dashboard_on {
+        tracing::info!("dashboard at http://{addr}/ui");
+    }
     // On stdout too, so scripts and tests can wait for it (port 0 included).
     let line = if global.json {
         format!("{}\n", json!({"listening": format!("http://{addr}")}))

@@ -539,6 +539,62 @@ impl SharedRateLimiter for RedisRateLimiter {
         .await
     }
 
+    /// `GET` and `PTTL` of each window's counter, in one pipeline: reads
+    /// only, so a window that is not open stays closed. A counter the
+    /// script did not write (no expiry, not a number) is a window not open,
+    /// as the script sees it.
+    async fn peek(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+    ) -> Result<Option<Vec<WindowUsage>>, LimiterError> {
+        if limits.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for key in self.keys(id, limits) {
+            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+        }
+        let pipe = &pipe;
+        let reply: Vec<redis::Value> = self
+            .run("peek", connection_lost, |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        if reply.len() != 2 * limits.len() {
+            return Err(LimiterError(format!(
+                "redis peek ({}): unexpected reply of {} values",
+                self.inner.server,
+                reply.len()
+            )));
+        }
+        let windows = limits
+            .iter()
+            .zip(reply.chunks(2))
+            .map(|(l, pair)| {
+                let used = redis::from_redis_value::<Option<u64>>(&pair[0])
+                    .ok()
+                    .flatten();
+                let ttl = redis::from_redis_value::<i64>(&pair[1]).unwrap_or(-2);
+                match used {
+                    Some(used) if ttl >= 0 => WindowUsage {
+                        name: l.name.clone(),
+                        limit: l.limit,
+                        remaining: l.limit.saturating_sub(used),
+                        reset_ms: u64::try_from(ttl).unwrap_or(0).max(1),
+                    },
+                    _ => WindowUsage {
+                        name: l.name.clone(),
+                        limit: l.limit,
+                        remaining: l.limit,
+                        reset_ms: 0,
+                    },
+                }
+            })
+            .collect();
+        Ok(Some(windows))
+    }
+
     fn name(&self) -> &'static str {
         "redis"
     }

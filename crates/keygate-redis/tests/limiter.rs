@@ -335,3 +335,57 @@ async fn answers_match_the_in_process_limiter() {
         "the sequence reaches the limits ({refusals})"
     );
 }
+
+/// `peek` (the dashboard's view) reads the windows as the script left them,
+/// opens none, takes nothing, and agrees with the in-process limiter.
+#[tokio::test]
+async fn peek_reads_windows_without_opening_or_taking() {
+    let Some(s) = support::shared().await else {
+        return;
+    };
+    let id = entity_id();
+    let limits = [
+        minute(10),
+        RateLimit::new("hour", 50, Duration::from_secs(3600)),
+    ];
+    let local = LocalRateLimiter::default();
+    let full = |w: &[WindowUsage]| {
+        w.iter()
+            .map(|w| (w.remaining, w.reset_ms))
+            .collect::<Vec<_>>()
+    };
+
+    // Nothing open: all the room, no reset; and peeking opened nothing.
+    for _ in 0..2 {
+        let peeked = s.limiter.peek(&id, &limits).await.unwrap().unwrap();
+        assert_eq!(full(&peeked), [(10, 0), (50, 0)]);
+        assert_eq!(full(&local.peek(&id, &limits, 1_000)), [(10, 0), (50, 0)]);
+    }
+    assert_eq!(
+        local.tracked_keys(),
+        0,
+        "peeking opens no window in process"
+    );
+
+    allowed(acquire(&s, &id, &limits, 3).await);
+    local.acquire(&id, &limits, 3, 1_000);
+    for _ in 0..2 {
+        let peeked = s.limiter.peek(&id, &limits).await.unwrap().unwrap();
+        assert_eq!(
+            peeked.iter().map(|w| w.remaining).collect::<Vec<_>>(),
+            [7, 47]
+        );
+        assert!((1..=60_000).contains(&peeked[0].reset_ms), "{peeked:?}");
+        assert!(
+            (60_000..=3_600_000).contains(&peeked[1].reset_ms),
+            "{peeked:?}"
+        );
+        let here = local.peek(&id, &limits, 2_000);
+        assert_eq!(full(&here), [(7, 59_000), (47, 3_599_000)]);
+    }
+    // A closed window in process: all the room again.
+    assert_eq!(
+        full(&local.peek(&id, &limits, 61_000)),
+        [(10, 0), (47, 3_540_000)]
+    );
+}

@@ -476,6 +476,12 @@ pub(crate) fn push_where<D: Dialect>(qb: &mut SqlBuilder<'_, D::DB>, f: &ApiKeyF
             D::bind(qb, Value::Time(Some(t)));
         }
     }
+    if let Some(t) = f.unexpired_at {
+        next(qb);
+        qb.push("(expires_at IS NULL OR expires_at > ");
+        D::bind(qb, Value::Time(Some(t)));
+        qb.push(")");
+    }
     if let Some(never) = f.never_used {
         next(qb);
         qb.push(if never {

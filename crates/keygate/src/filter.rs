@@ -113,6 +113,10 @@ pub struct ApiKeyFilter {
     /// `expires_at > t`.
     #[serde(default)]
     pub expires_after: Option<DateTime<Utc>>,
+    /// Not expired at `t`: no expiry, or `expires_at > t` (the keys
+    /// [`ApiKey::is_expired_at`] says are not expired).
+    #[serde(default)]
+    pub unexpired_at: Option<DateTime<Utc>>,
     /// `created_at < t`.
     #[serde(default)]
     pub created_before: Option<DateTime<Utc>>,
@@ -178,6 +182,7 @@ impl Default for ApiKeyFilter {
             is_active: None,
             expires_before: None,
             expires_after: None,
+            unexpired_at: None,
             created_before: None,
             created_after: None,
             last_used_before: None,
@@ -273,6 +278,7 @@ impl ApiKeyFilter {
             created_before: up(self.created_before),
             last_used_before: up(self.last_used_before),
             expires_after: down(self.expires_after),
+            unexpired_at: down(self.unexpired_at),
             created_after: down(self.created_after),
             last_used_after: down(self.last_used_after),
             // No key holds more: the same matches, and a value every store binds.
@@ -293,6 +299,9 @@ impl ApiKeyFilter {
         self.is_active.is_none_or(|a| key.is_active == a)
             && lt(key.expires_at, self.expires_before)
             && gt(key.expires_at, self.expires_after)
+            && self
+                .unexpired_at
+                .is_none_or(|t| key.expires_at.is_none_or(|e| e > t))
             && lt(Some(key.created_at), self.created_before)
             && gt(Some(key.created_at), self.created_after)
             && lt(key.last_used_at, self.last_used_before)

@@ -64,6 +64,19 @@ pub trait SharedRateLimiter: Send + Sync + 'static {
     /// open (a later check refused the request). Never below zero.
     async fn release(&self, id: &str, limits: &[RateLimit], cost: u64) -> Result<(), LimiterError>;
 
+    /// Each window of key `id` as it stands, taking nothing and opening
+    /// nothing (for dashboards): a window that is not open has all its room
+    /// and `reset_ms` 0. `Ok(None)` (the default) when this limiter cannot
+    /// tell.
+    async fn peek(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+    ) -> Result<Option<Vec<WindowUsage>>, LimiterError> {
+        let _ = (id, limits);
+        Ok(None)
+    }
+
     /// What the logs call this limiter (`redis`).
     fn name(&self) -> &'static str {
         "shared"
@@ -175,6 +188,26 @@ impl LocalRateLimiter {
                 }
             }
         }
+    }
+
+    /// Each window of key `id` at `now_ms`, taking nothing and opening
+    /// nothing: a window that is not open has all its room and `reset_ms` 0.
+    pub fn peek(&self, id: &str, limits: &[RateLimit], now_ms: u64) -> Vec<WindowUsage> {
+        let shard = self.shard(id);
+        let counters = shard.keys.get(id).map_or(&[][..], Vec::as_slice);
+        limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match counters.get(i) {
+                Some(c) if c.window_ms == l.window_ms && c.open_at(now_ms) => usage(l, c, now_ms),
+                _ => WindowUsage {
+                    name: l.name.clone(),
+                    limit: l.limit,
+                    remaining: l.limit,
+                    reset_ms: 0,
+                },
+            })
+            .collect()
     }
 
     /// Keys with counters (open or not yet swept).
@@ -363,6 +396,22 @@ impl Limiters {
             self.local.acquire(id, limits, cost, now_ms),
             Admitted::Local,
         )
+    }
+
+    /// The windows as requests would find them now: in the shared limiter
+    /// while it is used (`None` when it cannot tell or does not answer),
+    /// else in process.
+    pub(crate) async fn peek(
+        &self,
+        id: &str,
+        limits: &[RateLimit],
+        now_ms: u64,
+    ) -> Option<Vec<WindowUsage>> {
+        if let Some(shared) = self.usable_shared() {
+            let peeked = tokio::time::timeout(self.timeout, shared.peek(id, limits)).await;
+            return peeked.ok().and_then(Result::ok).flatten();
+        }
+        Some(self.local.peek(id, limits, now_ms))
     }
 
     pub(crate) async fn release(

@@ -19,7 +19,7 @@ use crate::hash::KeyHasher;
 use crate::hash_pool::{HashPool, Lane};
 use crate::invalidation::{ChangePublisher, Invalidator};
 use crate::key::{KeyFormat, KeyId, PlainKey, Secret};
-use crate::limits::{CreditChange, Usage, MAX_CREDITS};
+use crate::limits::{CreditChange, Usage, WindowUsage, MAX_CREDITS};
 use crate::ratelimit::Limiters;
 use crate::repository::Repository;
 use crate::telemetry::Metrics;
@@ -581,6 +581,34 @@ impl ApiKeyService {
             queued: self.inner.hash_pool.queued(),
             completed: self.inner.hash_pool.completed(),
         }
+    }
+
+    /// The state of `key`'s rate-limit windows, taking nothing and opening
+    /// no window (for dashboards): from the shared rate limiter while it is
+    /// used, else from this instance's counters. A window not open has all
+    /// its room and `reset_ms` 0. Empty for a key without rate limits;
+    /// `None` when the shared limiter cannot tell or does not answer.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use keygate::{ApiKeyService, InMemoryRepository, NewApiKey, RateLimit};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let minute = RateLimit::new("minute", 10, Duration::from_secs(60));
+    /// let (entity, key) = service.create(NewApiKey::named("k").rate_limited(minute)).await.unwrap();
+    /// assert_eq!(service.rate_limit_state(&entity).await.unwrap()[0].remaining, 10);
+    /// service.verify_with(key.expose(), &[""; 0], 3).await.unwrap();
+    /// let state = service.rate_limit_state(&entity).await.unwrap();
+    /// assert_eq!(state[0].remaining, 7);
+    /// assert!(state[0].reset_ms > 0);
+    /// # });
+    /// ```
+    pub async fn rate_limit_state(&self, key: &ApiKey) -> Option<Vec<WindowUsage>> {
+        let Some(limits) = key.rate_limits.as_deref().filter(|l| !l.is_empty()) else {
+            return Some(Vec::new());
+        };
+        let now_ms = crate::limits::epoch_ms(self.inner.clock.now());
+        self.inner.limiters.peek(&key.id, limits, now_ms).await
     }
 
     /// True while rate limits are applied per instance because the shared

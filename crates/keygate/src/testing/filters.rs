@@ -128,6 +128,15 @@ pub async fn every_filter_field_matches_reference(repo: Repo) {
                 ..f()
             },
             ApiKeyFilter {
+                unexpired_at: t,
+                ..f()
+            },
+            ApiKeyFilter {
+                unexpired_at: t,
+                is_active: Some(true),
+                ..f()
+            },
+            ApiKeyFilter {
                 created_before: t,
                 ..f()
             },

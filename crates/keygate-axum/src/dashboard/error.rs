@@ -1,0 +1,91 @@
+//! The dashboard's errors as HTML pages: one mapping, like
+//! [`ApiError`](crate::ApiError)'s for JSON.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::views::{render, Chrome, ErrorPage};
+
+/// What a dashboard handler may fail with.
+#[derive(Debug)]
+pub(crate) enum UiError {
+    /// No such key (or page): 404.
+    NotFound,
+    /// A POST without the session's CSRF token: 403.
+    Csrf,
+    /// The store (keys or sessions) does not answer: 503.
+    Unavailable(String),
+    /// A bug or an unexpected store error: 500, the reason logged only.
+    Internal(String),
+}
+
+impl From<keygate::Error> for UiError {
+    fn from(e: keygate::Error) -> Self {
+        match e {
+            keygate::Error::NotFound => Self::NotFound,
+            keygate::Error::StoreUnavailable(reason) => Self::Unavailable(reason),
+            keygate::Error::Overloaded => Self::Unavailable("overloaded".into()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for UiError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        Self::Unavailable(format!("session store: {e}"))
+    }
+}
+
+impl From<crate::ApiError> for UiError {
+    fn from(e: crate::ApiError) -> Self {
+        match e {
+            crate::ApiError::Keygate(e) => e.into(),
+            other => Self::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, heading, message) = match self {
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no such key or page.".to_owned(),
+            ),
+            Self::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "CSRF token missing or invalid.".to_owned(),
+            ),
+            Self::Unavailable(reason) => {
+                tracing::warn!(%reason, "dashboard: store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable",
+                    "The key store does not answer. Try again in a moment.".to_owned(),
+                )
+            }
+            Self::Internal(reason) => {
+                tracing::error!(%reason, "dashboard: internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    "Something went wrong; the server log has the details.".to_owned(),
+                )
+            }
+        };
+        // Error pages carry no form, so no CSRF token and no sign-out.
+        let page = ErrorPage {
+            chrome: Chrome::new(heading, String::new(), None),
+            heading: heading.to_owned(),
+            message,
+        };
+        render(status, &page)
+    }
+}
+
+/// The HTML 404 of any other path under `/ui`.
+pub(crate) async fn not_found_page() -> UiError {
+    UiError::NotFound
+}

@@ -1,0 +1,199 @@
+//! CSRF, security headers, assets, and where the plaintext key may appear.
+
+use axum::http::StatusCode;
+use keygate::ApiKeyFilter;
+
+use crate::support::{Browser, Page, Ui};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[track_caller]
+fn assert_secure_headers(page: &Page) {
+    assert_eq!(page.header("content-security-policy"), Some(CSP));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+}
+
+#[tokio::test]
+async fn posts_without_the_right_token_are_403_and_change_nothing() {
+    let ui = Ui::new().await;
+    let mut browser = ui.signed_in().await;
+    let token = browser.get(&ui.router, "/ui/keys").await.csrf();
+    let id = ui.admin_key.id.clone();
+    let (other, _) = crate::support::key(&ui.service, "victim", &["read"]).await;
+    let wrong = format!("{}0", &token[..token.len() - 1]);
+    let deactivate = format!("/ui/keys/{}/deactivate", other.id);
+    let delete = format!("/ui/keys/{}/delete", other.id);
+    let posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/ui/keys", vec![("name", "sneaky")]),
+        ("/ui/keys", vec![("name", "sneaky"), ("csrf", &wrong)]),
+        ("/ui/keys", vec![("name", "sneaky"), ("csrf", "")]),
+        (&deactivate, vec![("csrf", &wrong)]),
+        (&delete, vec![]),
+        ("/ui/logout", vec![("csrf", &wrong)]),
+    ];
+    let events_before = ui.service.count_events(&Default::default()).await.unwrap();
+    for (path, fields) in posts {
+        let page = browser.post(&ui.router, path, &fields).await;
+        page.assert(StatusCode::FORBIDDEN, "CSRF token missing or invalid.");
+        assert_secure_headers(&page);
+    }
+    assert_eq!(ui.service.count(&ApiKeyFilter::default()).await.unwrap(), 2);
+    assert!(ui.service.get(&other.id).await.unwrap().is_active);
+    assert_eq!(
+        ui.service.count_events(&Default::default()).await.unwrap(),
+        events_before
+    );
+    // Still signed in (the logout was refused); the right token works.
+    let page = browser.get(&ui.router, &format!("/ui/keys/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let ok = browser
+        .post(
+            &ui.router,
+            "/ui/keys",
+            &[("name", "fine"), ("csrf", &token)],
+        )
+        .await;
+    ok.assert(StatusCode::OK, "<h1>Key created</h1>");
+    // The sign-in form is protected too.
+    let mut stranger = Browser::default();
+    stranger.get(&ui.router, "/ui/login").await;
+    let page = stranger
+        .post(&ui.router, "/ui/login", &[("api_key", &ui.admin)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(stranger.cookie.is_some());
+    assert_eq!(
+        stranger.get(&ui.router, "/ui/keys").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn every_response_has_the_security_headers() {
+    let ui = Ui::new().await;
+    let mut browser = ui.signed_in().await;
+    let list = browser.get(&ui.router, "/ui/keys").await;
+    let missing = browser
+        .get(&ui.router, "/ui/keys/ffffffffffffffffffffffffffffffff")
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let unknown = browser.get(&ui.router, "/ui/nope").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let redirect = Browser::default().get(&ui.router, "/ui/keys").await;
+    for page in [&list, &missing, &unknown, &redirect] {
+        assert_secure_headers(page);
+        assert_eq!(page.header("cache-control"), Some("no-store"));
+    }
+    assert!(list
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    // No inline script or style: only the hashed assets.
+    assert!(!list.text.contains("<style") && !list.text.contains(" style="));
+    assert_eq!(list.text.matches("<script").count(), 1);
+    for (marker, kind) in [
+        (r#"<link rel="stylesheet" href=""#, "text/css"),
+        (r#"<script src=""#, "text/javascript"),
+    ] {
+        let start = list.text.find(marker).unwrap() + marker.len();
+        let url = &list.text[start..start + list.text[start..].find('"').unwrap()];
+        assert!(url.starts_with("/ui/assets/dashboard-"), "{url}");
+        let asset = browser.get(&ui.router, url).await;
+        assert_eq!(asset.status, StatusCode::OK, "{url}");
+        assert_secure_headers(&asset);
+        assert_eq!(
+            asset.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert!(asset.header("content-type").unwrap().starts_with(kind));
+        // Another hash is another file: not served.
+        let stale = url.replace("dashboard-", "dashboard-0");
+        assert_eq!(
+            browser.get(&ui.router, &stale).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    // Assets need no session.
+    let css = list
+        .text
+        .split('"')
+        .find(|s| s.ends_with(".css"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        Browser::default().get(&ui.router, &css).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn plaintext_keys_appear_only_in_the_create_and_rotate_bodies() {
+    let ui = Ui::new().await;
+    let mut browser = ui.signed_in().await;
+    let created = browser
+        .submit(
+            &ui.router,
+            "/ui/keys/new",
+            "/ui/keys",
+            &[("name", "shown-once"), ("scopes", "read")],
+        )
+        .await;
+    created.assert(StatusCode::OK, "You will not see this key again.");
+    assert!(created.location().is_none());
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let plain = created.element("new-key").unwrap().to_owned();
+    assert!(plain.starts_with("ak_v1-"), "{plain}");
+    let verified = ui.service.verify(&plain, &["read"]).await.unwrap();
+    let detail = format!("/ui/keys/{}", verified.id);
+    assert!(created
+        .text
+        .contains(&format!(r#"href="{detail}">Go to key</a>"#)));
+    assert!(created.text.contains(">Copy</button>"));
+    // Nowhere else: not on the pages, not in the session.
+    for path in ["/ui/keys", detail.as_str()] {
+        let page = browser.get(&ui.router, path).await;
+        assert!(!page.text.contains(&plain), "{path}");
+    }
+    let rotated = browser
+        .submit(
+            &ui.router,
+            &detail,
+            &format!("{detail}/rotate"),
+            &[("grace_seconds", "60")],
+        )
+        .await;
+    rotated.assert(StatusCode::OK, "<h1>Key rotated</h1>");
+    assert!(rotated.location().is_none());
+    let new_plain = rotated.element("new-key").unwrap().to_owned();
+    assert_ne!(new_plain, plain);
+    // Both work during the grace period.
+    ui.service.verify(&new_plain, &["read"]).await.unwrap();
+    ui.service.verify(&plain, &["read"]).await.unwrap();
+    let data = ui.session_data().await;
+    for secret in [&plain, &new_plain, &ui.admin] {
+        assert!(!data.contains(secret.as_str()));
+        assert!(!data.contains(secret.rsplit('-').next().unwrap()));
+    }
+    // Every redirect of a full tour stays clean.
+    let saved = browser
+        .submit(
+            &ui.router,
+            &detail,
+            &format!("{detail}/edit"),
+            &[("name", "renamed"), ("scopes", "read")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    for page in [&created, &rotated, &saved] {
+        for value in page.headers.values() {
+            let value = value.to_str().unwrap();
+            assert!(
+                !value.contains(&plain) && !value.contains(&new_plain),
+                "{value}"
+            );
+        }
+    }
+}
