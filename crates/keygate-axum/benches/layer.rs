@@ -50,7 +50,10 @@ fn protected_router(rt: &tokio::runtime::Runtime) -> (Router, String) {
                 Json(json!({"message": "This is protected data", "id": key.id}))
             }),
         )
-        .route_layer(RequireScopes::new(service, ["write"]));
+        .route_layer(RequireScopes::new(service, ["write"]))
+        // As `axum::serve` does (`into_make_service`): routes built once,
+        // not layered again on every call.
+        .with_state(());
     // Warm the cache (the first verify hashes with Argon2).
     rt.block_on(async {
         let r = protected.clone().oneshot(request(&key)).await.unwrap();
@@ -61,15 +64,18 @@ fn protected_router(rt: &tokio::runtime::Runtime) -> (Router, String) {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let bare = Router::new().route(
-        "/protected",
-        get(|headers: axum::http::HeaderMap| async move {
-            let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-            let ok = given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
-            assert!(ok);
-            Json(json!({"message": "This is protected data", "id": BARE_ID}))
-        }),
-    );
+    let bare = Router::new()
+        .route(
+            "/protected",
+            get(|headers: axum::http::HeaderMap| async move {
+                let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                let ok =
+                    given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
+                assert!(ok);
+                Json(json!({"message": "This is protected data", "id": BARE_ID}))
+            }),
+        )
+        .with_state(());
     let (protected, key) = protected_router(&rt);
     // Services take their metric handles when built: this one records into
     // the Prometheus recorder of `keygate serve`, whose upkeep runs every 5 s.
