@@ -144,3 +144,97 @@ fn serve_on_postgres_reports_the_store_in_readyz_not_healthz() {
         },
     );
 }
+
+/// One raw HTTP/1.1 exchange: status, headers (as sent), body.
+fn exchange(addr: &str, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head[9..12].parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The `keygate_session=…` pair of a response's `Set-Cookie`.
+fn session_cookie(headers: &str) -> String {
+    let line = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .unwrap_or_else(|| panic!("no cookie in {headers}"));
+    line.split(';').next().unwrap().to_owned()
+}
+
+/// The dashboard keeps its sessions in the keys' database on PostgreSQL and
+/// MySQL too: sign in with a form (CSRF token from the login page), then
+/// the list answers on the session cookie alone.
+fn dashboard_sign_in(env: &Env, _: &Fresh) {
+    let (_, admin_key) = env.create("admin", &["--scopes", "keygate:admin"]);
+    let server = Server::start(env, |_| {});
+    let addr = &server.addr;
+    let (status, headers, body) = exchange(
+        addr,
+        "GET /ui/login HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{headers}{body}");
+    let cookie = session_cookie(&headers);
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let form = format!("api_key={admin_key}&csrf={csrf}");
+    let (status, headers, body) = exchange(
+        addr,
+        &format!(
+            "POST /ui/login HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert_eq!(status, 303, "{headers}{body}");
+    assert!(headers.contains("location: /ui/keys"), "{headers}");
+    let signed_in = session_cookie(&headers);
+    assert_ne!(signed_in, cookie, "a new session id at sign-in");
+    let (status, headers, body) = exchange(
+        addr,
+        &format!(
+            "GET /ui/keys HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: {signed_in}\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{headers}{body}");
+    assert!(
+        body.contains("<h1>API keys</h1>") && body.contains("Page 1 of 1 · 1 keys"),
+        "{body}"
+    );
+    let (code, logs) = server.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{logs}");
+}
+
+#[test]
+fn dashboard_sessions_on_postgres() {
+    with_fresh_database(
+        Backend::Postgres,
+        "KEYGATE_TEST_POSTGRES_URL",
+        POSTGRES_URL,
+        dashboard_sign_in,
+    );
+}
+
+#[test]
+fn dashboard_sessions_on_mysql() {
+    with_fresh_database(
+        Backend::MySql,
+        "KEYGATE_TEST_MYSQL_URL",
+        MYSQL_URL,
+        dashboard_sign_in,
+    );
+}
