@@ -1,6 +1,7 @@
 //! `POST /api-keys/{id}/credits`: set or add to a key's usage credits,
 //! atomically in the store.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use keygate::{CreditChange, Error};
@@ -9,7 +10,8 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::management::{Editor, EntityId};
+use crate::last_admin::{refuse_last_admin, Change};
+use crate::management::{AppState, Editor, EntityId};
 use crate::schemas::{ApiKeySchema, ErrorBody, ValidationErrorBody};
 
 /// Body of `POST /api-keys/{id}/credits`: exactly one of `set` and `add`.
@@ -60,17 +62,19 @@ impl CreditsRequest {
     responses(
         (status = 200, description = "The key with its new credits", body = ApiKeySchema),
         (status = 404, description = "No such key", body = ErrorBody),
-        (status = 409, description = "`add` on a key without credits (its usage is unlimited): `set` them first", body = ErrorBody),
+        (status = 409, description = "`add` on a key without credits (its usage is unlimited): `set` them first; or no credits left on the last working admin key", body = ErrorBody),
         (status = 415, description = "Body without a JSON content type", body = ErrorBody),
         (status = 422, description = "Not exactly one of `set` and `add`, a value out of range, an unknown field, or a body that is not an object", body = ValidationErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn change_credits(
+    State(s): State<AppState>,
     Editor(service): Editor,
     EntityId(id): EntityId,
     JsonBody(body): JsonBody<CreditsRequest>,
 ) -> Result<Json<keygate::ApiKey>, ApiError> {
     let change = body.change()?;
+    refuse_last_admin(&service, &s.admin_scope, &id, Change::Credits(change)).await?;
     Ok(Json(apply(&service, &id, change).await?))
 }
 

@@ -227,6 +227,10 @@ pub(crate) async fn credits(
                 return credits_refused(&ctx, &id, sent, StatusCode::UNPROCESSABLE_ENTITY).await;
             }
         };
+        let last_admin = Change::Credits(change);
+        if let Err(e) = refuse_last_admin(&ctx.service, &ctx.admin_scope, &id, last_admin).await {
+            return refused_change(&ctx, &id, refusal(e)?).await;
+        }
         match crate::credits::apply(&ctx.service, &id, change).await {
             Ok(_) => {
                 ctx.see_other(&format!("/ui/keys/{id}"), "Credits updated.")

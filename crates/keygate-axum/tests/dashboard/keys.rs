@@ -404,8 +404,18 @@ async fn the_last_admin_key_cannot_be_switched_off_from_the_dashboard() {
         )
         .await;
     page.assert(StatusCode::CONFLICT, "Refusing to");
+    let page = browser
+        .submit(
+            &ui.router,
+            &detail,
+            &format!("{detail}/credits"),
+            &[("set", "0"), ("add", "")],
+        )
+        .await;
+    page.assert(StatusCode::CONFLICT, "Refusing to take every credit from");
     let key = ui.service.get(&ui.admin_key.id).await.unwrap();
     assert!(key.is_active && key.scopes.contains("keygate:admin"));
+    assert_eq!(key.credits, None);
     // Still signed in.
     assert_eq!(
         browser.get(&ui.router, "/ui/keys").await.status,

@@ -1,6 +1,7 @@
 //! The last working admin key (active, unexpired, holding the admin scope)
-//! cannot be deactivated, deleted, or stripped of its admin scope or of its
-//! active flag over HTTP: 409, and the key stays as it was.
+//! cannot be deactivated, deleted, stripped of its admin scope or of its
+//! active flag, or left without credits over HTTP: 409, and the key stays
+//! as it was.
 
 use axum::http::{Method, StatusCode};
 use keygate::{NewApiKey, DEFAULT_ACTOR};
@@ -10,8 +11,14 @@ use serde_json::{json, Value};
 use crate::support::{key, Call, TestApp};
 
 /// The requests that would leave no admin key: (method, path after the id, body).
-fn demotions() -> [(Method, &'static str, Option<Value>); 5] {
+fn demotions() -> [(Method, &'static str, Option<Value>); 7] {
     [
+        (Method::POST, "/credits", Some(json!({"set": 0}))),
+        (
+            Method::PATCH,
+            "",
+            Some(json!({"credits": {"remaining": 0}})),
+        ),
         (Method::POST, "/deactivate", None),
         (Method::DELETE, "", None),
         (Method::PATCH, "", Some(json!({"is_active": false}))),
@@ -56,6 +63,7 @@ async fn the_last_admin_key_cannot_be_removed_and_stays_as_it_was() {
         assert!(kept.is_active, "{method} {uri} {body:?}");
         assert!(kept.scopes.contains(DEFAULT_ADMIN_SCOPE));
         assert_eq!(kept.name.as_deref(), Some("admin"));
+        assert_eq!(kept.credits, None, "{method} {uri} {body:?}");
     }
     // Changes that keep it an admin key go through.
     for body in [
@@ -109,6 +117,42 @@ async fn with_a_second_admin_key_each_can_go_but_not_both() {
         reply.assert_json_4xx(StatusCode::CONFLICT);
         assert!(app.service.get(&second.id).await.unwrap().is_active);
     }
+}
+
+#[tokio::test]
+async fn credits_may_shrink_on_the_last_admin_key_but_not_to_zero() {
+    let app = TestApp::new().await;
+    let id = admin_id(&app).await;
+    let credits = format!("/api-keys/{id}/credits");
+    let set = app.admin(Method::POST, &credits).json(json!({"set": 10}));
+    assert_eq!(set.send(&app.router).await.status, StatusCode::OK);
+    // Each request takes one credit as it is let in: 9 left when this one
+    // asks for all of them.
+    let all = app.admin(Method::POST, &credits).json(json!({"add": -9}));
+    all.send(&app.router)
+        .await
+        .assert_json_4xx(StatusCode::CONFLICT);
+    let some = app.admin(Method::POST, &credits).json(json!({"add": -5}));
+    let reply = some.send(&app.router).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    // 8 left once this one was let in, less 5.
+    assert_eq!(reply.json["credits"]["remaining"], 3);
+    // A second admin key whose credits ran out does not count either.
+    let (spent, _) = app
+        .service
+        .create(
+            NewApiKey::named("spent")
+                .with_scopes([DEFAULT_ADMIN_SCOPE])
+                .with_credits(keygate::Credits::new(0)),
+        )
+        .await
+        .unwrap();
+    let reply = app
+        .admin(Method::POST, &format!("/api-keys/{id}/deactivate"))
+        .send(&app.router)
+        .await;
+    reply.assert_json_4xx(StatusCode::CONFLICT);
+    assert!(app.service.get(&spent.id).await.unwrap().is_active);
 }
 
 #[tokio::test]
