@@ -200,8 +200,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Like [`JsonBody`], but a missing or blank body (whatever its content
-/// type) reads as `T::default()`, i.e. as `{}`.
+/// Like [`JsonBody`], but a missing or empty body (or a blank one without
+/// a JSON content type) reads as `T::default()`, i.e. as `{}`.
 #[derive(Debug)]
 pub(crate) struct OptionalJsonBody<T>(pub T);
 
@@ -220,7 +220,9 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(
 ) -> Result<Option<T>, ApiError> {
     let json_type = is_json(req.headers());
     let bytes = Bytes::from_request(req, state).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Blank and declared JSON is malformed JSON (RFC 8259 has no empty
+    // document); blank without a JSON type is no body.
+    if bytes.is_empty() || (!json_type && bytes.iter().all(u8::is_ascii_whitespace)) {
         return Ok(None);
     }
     if !json_type {

@@ -170,6 +170,23 @@ async fn an_absent_or_empty_body_means_no_grace() {
         .send(&app.router)
         .await;
     reply.assert_json_4xx(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Blank but declared JSON is malformed JSON (there is no empty JSON
+    // document), and rotates nothing; blank without a type is no body.
+    let before = app.service.get(id).await.unwrap();
+    let reply = app
+        .admin(Method::POST, &uri)
+        .header("content-type", "application/json")
+        .raw("\n")
+        .send(&app.router)
+        .await;
+    reply.assert_json_4xx(StatusCode::BAD_REQUEST);
+    assert_eq!(app.service.get(id).await.unwrap().key_hash, before.key_hash);
+    let reply = app
+        .admin(Method::POST, &uri)
+        .raw(" \n")
+        .send(&app.router)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
 
 #[tokio::test]
