@@ -330,7 +330,9 @@ def test_create_form_errors(page: Page, server):
 def seed_120(server):
     """svc-000 … svc-119: owners team-0 … team-5 (i % 6), scopes read (+write
     for even i, +billing for i % 10 == 0), inactive when i % 15 == 7, and
-    svc-005/050/095 expiring 3 s after they are made (made last)."""
+    svc-005/050/095 made last with an expiry a day ahead, which the test
+    then moves into the past in the database (no sleeping: the API refuses
+    an expiry in the past)."""
     expiring = (5, 50, 95)
     specs = {}
     for i in range(120):
@@ -338,14 +340,34 @@ def seed_120(server):
         specs[i] = dict(name=f"svc-{i:03d}", owner_id=f"team-{i % 6}", scopes=scopes, is_active=(i % 15 != 7))
     t0 = time.monotonic()
     made = server.seed([s for i, s in specs.items() if i not in expiring])
-    soon = iso_now_plus(3)
-    made += server.seed([dict(specs[i], expires_at=soon) for i in expiring])
+    made += server.seed([dict(specs[i], expires_at=iso_now_plus(86400)) for i in expiring])
     record_number("seed 120 keys over HTTP", f"{time.monotonic() - t0:.2f} s")
-    return made, soon
+    return made, [f"svc-{i:03d}" for i in expiring]
+
+
+def expire_in_db(db_path, names):
+    """Move the stored expiry of the keys named `names` an hour into the past,
+    keeping the stored text's own format (separator, fraction, offset)."""
+    con = sqlite3.connect(db_path, timeout=10)
+    try:
+        with con:
+            marks = ", ".join("?" * len(names))
+            rows = con.execute(f"select id, expires_at from api_keys where name in ({marks})", names).fetchall()
+            assert len(rows) == len(names), rows
+            for key, value in rows:
+                m = re.match(r"(\d{4}-\d{2}-\d{2})([T ])(\d{2}:\d{2}:\d{2})", value)
+                assert m, f"unexpected stored expiry {value!r}"
+                stamp = dt.datetime.strptime(f"{m[1]} {m[3]}", "%Y-%m-%d %H:%M:%S")
+                past = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=1)
+                assert past < stamp
+                text = past.strftime(f"%Y-%m-%d{m[2]}%H:%M:%S") + value[m.end():]
+                con.execute("update api_keys set expires_at = ? where id = ?", (text, key))
+    finally:
+        con.close()
 
 
 def test_search_sort_paginate(page: Page, server):
-    made, soon = seed_120(server)
+    made, expiring = seed_120(server)
     sign_in(page, server)
     table = keys_table(page)
     expect(table).to_be_visible()
@@ -397,10 +419,10 @@ def test_search_sort_paginate(page: Page, server):
     expect_page_text(page, 1, 1, 4)
     assert sorted(r["Name"] for r in list_rows(page)) == ["svc-007", "svc-037", "svc-067", "svc-097"]
 
-    # Expired: three keys expired a few seconds after they were made.
-    remaining = (dt.datetime.fromisoformat(soon.replace("Z", "+00:00")) - dt.datetime.now(dt.timezone.utc)).total_seconds()
-    if remaining > -1:
-        time.sleep(remaining + 0.2)
+    # Expired: three keys whose stored expiry is moved into the past.
+    search(page, status="expired")
+    expect(page.get_by_text("No keys match.", exact=True)).to_be_visible()
+    expire_in_db(server.db_path, expiring)
     search(page, status="expired")
     expect_page_text(page, 1, 1, 3)
     assert sorted(r["Name"] for r in list_rows(page)) == ["svc-005", "svc-050", "svc-095"]
