@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, SecondsFormat, Utc};
-use keygate::{ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret};
+use keygate::{format_window_ms, ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret};
 use serde_json::{json, Value};
 
 use crate::table::{sanitize, Cell, Rendered, Table};
@@ -380,25 +380,10 @@ const VALUE_WIDTH: usize = 40;
 /// Widest limits summary shown in the list table (the detail view shows all).
 const LIMITS_WIDTH: usize = 32;
 
-/// A window length the way `--rate-limit` accepts it, in the largest unit
-/// that divides it: `1s`, `90s`, `5m`, `1h`, `1d` (`1500ms` off the grid).
-fn window(ms: u64) -> String {
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms % size == 0 {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
-
-/// `10/1s`: one window without its name.
+/// `10/1s`: one window without its name (the window as `--rate-limit`
+/// takes it, in its largest whole unit).
 fn window_short(l: &RateLimit) -> String {
-    format!("{}/{}", l.limit, window(l.window_ms))
+    format!("{}/{}", l.limit, format_window_ms(l.window_ms))
 }
 
 /// The credits as they stand now (a due refill applied, as in the JSON).
@@ -752,22 +737,6 @@ mod tests {
         assert_eq!(short("abcdef", 4), "abc…");
         assert_eq!(short("計費サービス", 7), "計費サ…");
         assert_eq!(short("計費", 4), "計費");
-    }
-
-    #[test]
-    fn windows_are_shown_in_their_largest_whole_unit() {
-        for (ms, text) in [
-            (1_000, "1s"),
-            (90_000, "90s"),
-            (60_000, "1m"),
-            (300_000, "5m"),
-            (5_400_000, "90m"),
-            (3_600_000, "1h"),
-            (86_400_000, "1d"),
-            (1_500, "1500ms"),
-        ] {
-            assert_eq!(window(ms), text);
-        }
     }
 
     #[test]

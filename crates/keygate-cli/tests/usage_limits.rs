@@ -233,6 +233,11 @@ fn bad_values_are_usage_errors_that_name_the_flag() {
         (
             vec!["create", "--name", "x", "--rate-limit", "b=10/500ms"],
             "--rate-limit",
+            "window \"500ms\" must be 1s to 1d",
+        ),
+        (
+            vec!["create", "--name", "x", "--rate-limit", "b=10/1.5s"],
+            "--rate-limit",
             "not a duration",
         ),
         (

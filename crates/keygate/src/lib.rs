@@ -44,6 +44,7 @@ mod invalidation;
 mod key;
 mod limits;
 mod memory;
+mod rate_syntax;
 mod ratelimit;
 mod repository;
 mod scope;
@@ -74,6 +75,7 @@ pub use limits::{
     MAX_COST, MAX_CREDITS, MAX_RATE_LIMITS, MAX_WINDOW_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS,
 };
 pub use memory::InMemoryRepository;
+pub use rate_syntax::{format_window_ms, ParseRateLimitError};
 pub use ratelimit::{LimiterError, LocalRateLimiter, SharedRateLimiter};
 pub use repository::{AuditLog, KeySearch, KeyStore, Repository};
 pub use scope::{is_valid_scope, ScopeSet};

@@ -2,9 +2,7 @@
 //! credit amounts and refills, read and written back.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use keygate::{
-    Meta, RateLimit, RefillInterval, MAX_CREDITS, MAX_WINDOW_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS,
-};
+use keygate::{Meta, RateLimit, RefillInterval, MAX_CREDITS};
 
 /// The trimmed text, unless empty.
 pub(crate) fn non_empty(text: &str) -> Option<String> {
@@ -47,8 +45,8 @@ pub(crate) fn parse_meta(text: &str) -> Result<Option<Meta>, String> {
     }
 }
 
-/// One window per line, `name=100/60s` (window in `s`, `m`, `h` or `d`,
-/// or plain seconds). Empty: no rate limit.
+/// One window per line, in the core's syntax (`name=100/60s`, see
+/// [`RateLimit`]'s `FromStr`). Empty: no rate limit.
 pub(crate) fn parse_rate_limits(text: &str) -> Result<Option<Vec<RateLimit>>, String> {
     let mut limits = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -56,73 +54,21 @@ pub(crate) fn parse_rate_limits(text: &str) -> Result<Option<Vec<RateLimit>>, St
         if line.is_empty() {
             continue;
         }
-        let limit = parse_rate_limit(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let limit = line
+            .parse::<RateLimit>()
+            .map_err(|e| format!("line {}: {e}", i + 1))?;
         limits.push(limit);
     }
     Ok((!limits.is_empty()).then_some(limits))
-}
-
-fn parse_rate_limit(line: &str) -> Result<RateLimit, String> {
-    const HINT: &str = "write NAME=LIMIT/WINDOW, e.g. burst=100/60s";
-    let (name, rest) = line.split_once('=').ok_or(HINT)?;
-    let (limit, window) = rest.split_once('/').ok_or(HINT)?;
-    let name = name.trim();
-    if !keygate::is_valid_scope(name) {
-        return Err(format!(
-            "the name {name:?} must start with a lowercase letter, then lowercase letters, digits, ':', '_' or '-'"
-        ));
-    }
-    let limit: u64 = limit
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| (1..=MAX_WINDOW_LIMIT).contains(n))
-        .ok_or_else(|| format!("the limit must be a whole number from 1 to {MAX_WINDOW_LIMIT}"))?;
-    let window_ms = parse_window_ms(window.trim())
-        .filter(|ms| (MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(ms))
-        .ok_or("the window must be 1s to 1d, e.g. 1s, 60s, 5m, 1h, 1d")?;
-    Ok(RateLimit {
-        name: name.to_owned(),
-        limit,
-        window_ms,
-    })
-}
-
-fn parse_window_ms(text: &str) -> Option<u64> {
-    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let number: u64 = text.get(..digits)?.parse().ok()?;
-    let unit_ms = match text.get(digits..)? {
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(unit_ms)
 }
 
 /// Windows one per line, in the form [`parse_rate_limits`] reads.
 pub(crate) fn format_rate_limits(limits: &[RateLimit]) -> String {
     limits
         .iter()
-        .map(|l| format!("{}={}/{}", l.name, l.limit, format_window(l.window_ms)))
+        .map(RateLimit::to_string)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A window length in its largest exact unit (`60000` → `1m`).
-pub(crate) fn format_window(ms: u64) -> String {
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms % size == 0 {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
 }
 
 /// A time left, rounded up to the second, in its two largest units that
@@ -202,6 +148,23 @@ mod tests {
         assert_eq!(
             format_rate_limits(&limits),
             "burst=10/1s\nhourly=1000/1h\nday=5/1d"
+        );
+        // What the API may store off the whole seconds reads back too.
+        let odd = [RateLimit {
+            name: "odd".to_owned(),
+            limit: 7,
+            window_ms: 1_500,
+        }];
+        assert_eq!(format_rate_limits(&odd), "odd=7/1500ms");
+        assert_eq!(
+            parse_rate_limits(&format_rate_limits(&odd))
+                .unwrap()
+                .unwrap(),
+            odd
+        );
+        assert_eq!(
+            parse_rate_limits("a=1/1s\nb=1/3d").unwrap_err(),
+            r#"line 2: window "3d" must be 1s to 1d"#
         );
         assert_eq!(parse_rate_limits("  \n").unwrap(), None);
         for bad in [

@@ -4,10 +4,10 @@
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{Redirect, Response};
-use keygate::{ApiKey, ApiKeyFilter, EventFilter, OrderBy, WindowUsage};
+use keygate::{format_window_ms, ApiKey, ApiKeyFilter, EventFilter, OrderBy, WindowUsage};
 
 use super::error::UiError;
-use super::fields::{format_countdown, format_window, parse_scopes};
+use super::fields::{format_countdown, parse_scopes};
 use super::forms::KeyForm;
 use super::session::Ctx;
 use super::views::{
@@ -318,7 +318,7 @@ fn windows(key: &ApiKey, state: Option<&[WindowUsage]>) -> Vec<WindowView> {
             WindowView {
                 name: l.name.clone(),
                 limit: l.limit,
-                window: format_window(l.window_ms),
+                window: format_window_ms(l.window_ms),
                 remaining: now.map_or("?".to_owned(), |w| w.remaining.to_string()),
                 resets: match now {
                     None => "?".to_owned(),

@@ -152,7 +152,10 @@ async fn invalid_input_is_422_naming_each_field() {
     assert!(page.text.contains("burst=10/1s\nnope</textarea>"));
     assert_eq!(
         page.element("err-rate_limits"),
-        Some("line 2: write NAME=LIMIT/WINDOW, e.g. burst=100/60s")
+        Some(
+            "line 2: expected NAME=LIMIT/WINDOW such as burst=10/1s or hourly=1000/1h \
+             (no &#39;=&#39; after the window&#39;s name)"
+        )
     );
     // The core's own checks (scopes) land on their field too.
     let page = browser

@@ -9,8 +9,8 @@ use axum::Router;
 use keygate::ApiKeyService;
 use keygate_axum::dashboard::Dashboard;
 use keygate_sqlx::SqlRepository;
-use tower_sessions::ExpiredDeletion;
-use tower_sessions_sqlx_store::sqlx::query_scalar;
+use tower_sessions::{ExpiredDeletion, SessionStore};
+use tower_sessions_sqlx_store::sqlx::{self, query_scalar};
 use tower_sessions_sqlx_store::{MySqlStore, PostgresStore, SqliteStore};
 
 use crate::cli::ServeArgs;
@@ -37,9 +37,7 @@ pub(super) async fn mount(
         let store = SqliteStore::new(sqlite.pool().clone())
             .with_table_name(SESSION_TABLE)
             .map_err(anyhow::Error::msg)?;
-        store.migrate().await.context(MIGRATE)?;
-        sweep(store.clone());
-        dashboard.router(store)
+        start(dashboard, store).await?
     } else if let Some(pg) = repo.postgres() {
         // The schema keygate's tables are in (the connection's search path).
         let schema = query_scalar::<_, Option<String>>("select current_schema()")
@@ -51,9 +49,7 @@ pub(super) async fn mount(
             .with_schema_name(&schema)
             .and_then(|s| s.with_table_name(SESSION_TABLE))
             .map_err(anyhow::Error::msg)?;
-        store.migrate().await.context(MIGRATE)?;
-        sweep(store.clone());
-        dashboard.router(store)
+        start(dashboard, store).await?
     } else if let Some(my) = repo.mysql() {
         let schema = query_scalar::<_, Option<String>>("select database()")
             .fetch_one(my.pool())
@@ -64,9 +60,7 @@ pub(super) async fn mount(
             .with_schema_name(&schema)
             .and_then(|s| s.with_table_name(SESSION_TABLE))
             .map_err(anyhow::Error::msg)?;
-        store.migrate().await.context(MIGRATE)?;
-        sweep(store.clone());
-        dashboard.router(store)
+        start(dashboard, store).await?
     } else {
         anyhow::bail!("the dashboard needs a SQL store for its sessions (use --no-dashboard)");
     };
@@ -81,6 +75,32 @@ pub(super) async fn mount(
 
 const MIGRATE: &str = "cannot create the dashboard's session table";
 const SCHEMA: &str = "cannot read the database's current schema";
+
+/// A session store that can create its own table.
+trait SessionTable: SessionStore + ExpiredDeletion + Clone {
+    /// Creates the table (and schema) if missing.
+    async fn create_table(&self) -> sqlx::Result<()>;
+}
+
+/// Each store's own `migrate`, which is not part of a trait.
+macro_rules! session_table {
+    ($($store:ty),*) => {$(
+        impl SessionTable for $store {
+            async fn create_table(&self) -> sqlx::Result<()> {
+                self.migrate().await
+            }
+        }
+    )*};
+}
+session_table!(SqliteStore, PostgresStore, MySqlStore);
+
+/// Creates the session table if missing, starts the sweep of expired
+/// sessions and returns the dashboard's routes on `store`.
+async fn start<S: SessionTable>(dashboard: Dashboard, store: S) -> Result<Router> {
+    store.create_table().await.context(MIGRATE)?;
+    sweep(store.clone());
+    Ok(dashboard.router(store))
+}
 
 /// Deletes expired sessions every [`SWEEP_EVERY`]; a failure is logged and
 /// the next round tries again (the store's own loop would stop for good).
