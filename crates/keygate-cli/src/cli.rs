@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use keygate::{Meta, RateLimit, RefillInterval, MAX_CREDITS};
+use keygate::{Meta, RateLimit, RefillInterval, MAX_COST, MAX_CREDITS};
 
 const AFTER_HELP: &str = "\
 Getting started:
@@ -29,6 +29,7 @@ Usage limits:
   keygate create --name metered --rate-limit burst=10/1s --rate-limit hourly=1000/1h
   keygate create --name trial --credits 1000 --refill 1000/daily
   keygate credits ID --add 500                           # atomic, also while in use
+  printf %s \"$KEY\" | keygate verify - --cost 5           # takes 5; shows the credits and windows left
   keygate update ID --clear-rate-limits --clear-credits  # unlimited again
   keygate search --credits-below 100                     # keys running out
 
@@ -608,6 +609,21 @@ pub struct VerifyArgs {
     /// Scopes the key must all hold, comma-separated
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub scopes: Vec<String>,
+    /// What this check takes from the key's rate limits and credits, 0 to 1000
+    ///
+    /// Default 1, as for one request (the `cost` of `POST /api-keys/verify`).
+    /// 0 checks that one more request would pass and takes nothing. The
+    /// check is all or nothing: a key without room for N is refused (exit 1)
+    /// and nothing is taken. Rate-limit windows are counted by this process
+    /// only (each run starts them afresh); credits are taken in the database.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        value_parser = cost_value,
+        allow_negative_numbers = true
+    )]
+    pub cost: u64,
 }
 
 /// The filters of `search` and `count`; all optional, combined with AND.
@@ -922,6 +938,11 @@ fn cache_ttl_ms(raw: &str) -> Result<u64, String> {
 /// 1 second to 1 day.
 fn timeout_seconds(raw: &str) -> Result<u64, String> {
     whole_number(raw, 1, 86_400, "seconds (1 day)")
+}
+
+/// `verify --cost`: 0 to 1000 (`keygate::MAX_COST`).
+fn cost_value(raw: &str) -> Result<u64, String> {
+    whole_number(raw, 0, MAX_COST, "")
 }
 
 /// `--limit`: 1 or more.
@@ -1344,6 +1365,10 @@ mod tests {
         assert!(credits_value("1000000000000001")
             .unwrap_err()
             .starts_with("must be 0 to 1000000000000000"));
+        assert_eq!(cost_value("0"), Ok(0));
+        assert_eq!(cost_value("1000"), Ok(1000));
+        assert_eq!(cost_value("1001"), Err("must be 0 to 1000".to_owned()));
+        assert_eq!(cost_value("-1"), Err("must be 0 to 1000".to_owned()));
         assert_eq!(credits_delta("-5"), Ok(-5));
         assert!(credits_delta("2000000000000000").is_err());
     }

@@ -5,7 +5,9 @@ use std::io::{IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, SecondsFormat, Utc};
-use keygate::{format_window_ms, ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret};
+use keygate::{
+    format_window_ms, ApiKey, AuditEvent, Credits, PlainKey, RateLimit, Secret, Usage, WindowUsage,
+};
 use serde_json::{json, Value};
 
 use crate::table::{sanitize, Cell, Rendered, Table};
@@ -21,6 +23,13 @@ pub enum Report {
     Entity {
         headline: Option<String>,
         entity: ApiKey,
+    },
+    /// `verify`: the key as this check left it, what the check cost, and
+    /// what it left of the key's limits (the `usage` of `/verify`).
+    Verified {
+        entity: ApiKey,
+        usage: Usage,
+        cost: u64,
     },
     /// A page of `list`.
     List(Vec<ApiKey>),
@@ -75,6 +84,12 @@ impl Report {
                 json!({"api_key": key.expose(), "entity": entity})
             }
             Report::Entity { entity, .. } => json!(entity),
+            // As `POST /api-keys/verify` answers: the entity's fields and `usage`.
+            Report::Verified { entity, usage, .. } => {
+                let mut v = json!(entity);
+                v["usage"] = json!(usage);
+                v
+            }
             Report::List(items) => json!(items),
             Report::Page {
                 items,
@@ -121,6 +136,21 @@ impl Report {
                 Some(h) => format!("{h}\n{}", entity_view(entity, width)),
                 None => entity_view(entity, width),
             },
+            Report::Verified {
+                entity,
+                usage,
+                cost,
+            } => {
+                let headline = match cost {
+                    1 => "API key valid.".to_owned(),
+                    0 => "API key valid (cost 0: nothing taken).".to_owned(),
+                    n => format!("API key valid (cost {n})."),
+                };
+                format!(
+                    "{headline}\n{}",
+                    entity_view_with(entity, Some(usage), width)
+                )
+            }
             Report::List(items) => keys_table(items, width),
             Report::Page {
                 items,
@@ -286,6 +316,12 @@ fn scopes(entity: &ApiKey) -> String {
 
 /// One key as a two-column view. Shows neither the hash nor any part of the secret.
 fn entity_view(e: &ApiKey, width: Option<usize>) -> String {
+    entity_view_with(e, None, width)
+}
+
+/// [`entity_view`], with a `usage` row after `credits` when a verification
+/// used limits of the key.
+fn entity_view_with(e: &ApiKey, usage: Option<&Usage>, width: Option<usize>) -> String {
     let dim = Style::new().dimmed();
     let label = |s: &str| Cell::styled(s, dim);
     let mut t = Table::default().whole(&[0]);
@@ -320,6 +356,9 @@ fn entity_view(e: &ApiKey, width: Option<usize>) -> String {
     ]);
     t.row(vec![label("rate_limits"), rate_limits_detail(e).into()]);
     t.row(vec![label("credits"), credits_detail(e)]);
+    if let Some(detail) = usage.and_then(usage_detail) {
+        t.row(vec![label("usage"), detail]);
+    }
     if let Some(until) = running_grace(e) {
         t.row(vec![
             label("previous_secret_expires_at"),
@@ -449,6 +488,56 @@ fn credits_detail(e: &ApiKey) -> Cell {
     } else {
         text.into()
     }
+}
+
+/// The `usage` row of `verify`: `2 credits remaining; burst 7 of 10
+/// remaining, resets in 1m` (red when something is used up), or `None` for
+/// a key without limits.
+fn usage_detail(u: &Usage) -> Option<Cell> {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(n) = u.remaining {
+        let credits = if n == 1 { "credit" } else { "credits" };
+        parts.push(format!("{n} {credits} remaining"));
+    }
+    parts.extend(u.rate_limits.iter().map(window_usage));
+    if parts.is_empty() {
+        return None;
+    }
+    let text = parts.join("; ");
+    let used_up = u.remaining == Some(0) || u.rate_limits.iter().any(|w| w.remaining == 0);
+    Some(if used_up {
+        Cell::styled(text, Style::new().fg_color(Some(AnsiColor::Red.into())))
+    } else {
+        text.into()
+    })
+}
+
+/// `burst 7 of 10 remaining, resets in 1m`.
+fn window_usage(w: &WindowUsage) -> String {
+    format!(
+        "{} {} of {} remaining, resets in {}",
+        w.name,
+        w.remaining,
+        w.limit,
+        whole_seconds(w.reset_ms)
+    )
+}
+
+/// `ms` rounded up to whole seconds, as `45s`, `1m`, `59m59s`, `1h30m`,
+/// `1d` (`0s` for 0).
+fn whole_seconds(ms: u64) -> String {
+    let mut secs = ms.div_ceil(1000);
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
 }
 
 /// `text` cut to `max` terminal columns (display width: a CJK character
@@ -730,6 +819,77 @@ mod tests {
             wrap("a bb ccc dddd", 6),
             ["a bb", "ccc", "dddd"].map(String::from)
         );
+    }
+
+    #[test]
+    fn verify_shows_its_cost_and_usage() {
+        let mut k = key();
+        k.credits = Some(Credits::new(2));
+        k.rate_limits = Some(vec![RateLimit::new(
+            "burst",
+            10,
+            std::time::Duration::from_secs(60),
+        )]);
+        let usage = Usage {
+            remaining: Some(2),
+            rate_limits: vec![WindowUsage {
+                name: "burst".into(),
+                limit: 10,
+                remaining: 7,
+                reset_ms: 59_001,
+            }],
+        };
+        let report = |cost| Report::Verified {
+            entity: k.clone(),
+            usage: usage.clone(),
+            cost,
+        };
+        let text = plain(&report(3).render_for(false, None));
+        assert!(text.starts_with("API key valid (cost 3).\n"), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("usage ")
+                && l.ends_with(" 2 credits remaining; burst 7 of 10 remaining, resets in 1m")),
+            "{text}"
+        );
+        assert!(plain(&report(1).render_for(false, None)).starts_with("API key valid.\n"));
+        assert!(plain(&report(0).render_for(false, None))
+            .starts_with("API key valid (cost 0: nothing taken).\n"));
+
+        let v: Value = serde_json::from_str(&report(3).render_for(true, None)).unwrap();
+        assert_eq!(v["id"], json!(k.id));
+        assert_eq!(
+            v["usage"],
+            json!({"remaining": 2, "rate_limits": [
+                {"name": "burst", "limit": 10, "remaining": 7, "reset_ms": 59_001}
+            ]})
+        );
+
+        // Without limits: no usage row; the JSON says so as /verify does.
+        let plain_key = Report::Verified {
+            entity: key(),
+            usage: Usage::default(),
+            cost: 1,
+        };
+        assert!(!plain(&plain_key.render_for(false, None)).contains("usage"));
+        let v: Value = serde_json::from_str(&plain_key.render_for(true, None)).unwrap();
+        assert_eq!(v["usage"], json!({"remaining": null, "rate_limits": []}));
+    }
+
+    #[test]
+    fn resets_are_whole_seconds_rounded_up() {
+        for (ms, text) in [
+            (0, "0s"),
+            (1, "1s"),
+            (1_000, "1s"),
+            (1_001, "2s"),
+            (60_000, "1m"),
+            (3_599_001, "1h"),
+            (3_598_500, "59m59s"),
+            (5_400_000, "1h30m"),
+            (86_400_000, "1d"),
+        ] {
+            assert_eq!(whole_seconds(ms), text, "{ms}");
+        }
     }
 
     #[test]

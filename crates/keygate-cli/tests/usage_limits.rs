@@ -187,6 +187,134 @@ fn credits_are_taken_by_each_verification() {
     assert_eq!(env.json(&["get", id])["credits"]["remaining"], 0);
 }
 
+/// The `usage` row of `verify`'s view for people.
+fn usage_row(view: &str) -> String {
+    view.lines()
+        .find(|l| l.starts_with("usage "))
+        .unwrap_or_else(|| panic!("no usage row: {view}"))
+        .to_owned()
+}
+
+#[test]
+fn verify_takes_its_cost_all_or_nothing_and_shows_what_is_left() {
+    let env = Env::new();
+    let (entity, key) = env.create("five", &["--credits", "5"]);
+    let id = entity["id"].as_str().unwrap();
+
+    // Cost 3 of 5: valid, 2 left, in the view and in the JSON (as /verify).
+    let view = env.ok(&["verify", &key, "--cost", "3"]);
+    assert!(view.starts_with("API key valid (cost 3).\n"), "{view}");
+    assert!(usage_row(&view).ends_with(" 2 credits remaining"), "{view}");
+    assert!(
+        view.lines()
+            .any(|l| l.starts_with("credits") && l.ends_with(" 2 remaining")),
+        "{view}"
+    );
+
+    // Cost 3 of 2: refused like any used-up key, and nothing is taken.
+    let (out, err) = env.fails(&["verify", &key, "--cost", "3"], 1);
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err, "keygate: API key usage exceeded\n");
+    assert_eq!(env.json(&["get", id])["credits"]["remaining"], 2);
+
+    // Cost 0 takes nothing, however often.
+    for _ in 0..3 {
+        let v = env.json(&["verify", &key, "--cost", "0"]);
+        assert_eq!(
+            v["usage"],
+            json!({"remaining": 2, "rate_limits": []}),
+            "{v}"
+        );
+        assert_eq!(v["credits"]["remaining"], 2, "{v}");
+    }
+    let view = env.ok(&["verify", &key, "--cost", "0"]);
+    assert!(
+        view.starts_with("API key valid (cost 0: nothing taken).\n"),
+        "{view}"
+    );
+    assert_eq!(env.json(&["get", id])["credits"]["remaining"], 2);
+
+    // The whole rest: then cost 0 is refused too (no room for one more).
+    let v = env.json(&["verify", &key, "--cost", "2"]);
+    assert_eq!(v["usage"]["remaining"], 0, "{v}");
+    let (_, err) = env.fails(&["verify", &key, "--cost", "0"], 1);
+    assert_eq!(err, "keygate: API key usage exceeded\n");
+
+    // The default is 1, as before.
+    env.json(&["credits", id, "--set", "1"]);
+    let view = env.ok(&["verify", &key]);
+    assert!(view.starts_with("API key valid.\n"), "{view}");
+    assert!(usage_row(&view).ends_with(" 0 credits remaining"), "{view}");
+}
+
+#[test]
+fn verify_shows_each_rate_limit_window_after_the_check() {
+    let env = Env::new();
+    let (_, key) = env.create(
+        "windows",
+        &[
+            "--rate-limit",
+            "burst=10/1m",
+            "--rate-limit",
+            "hourly=1000/1h",
+        ],
+    );
+    let v = env.json(&["verify", &key, "--cost", "4"]);
+    let windows = v["usage"]["rate_limits"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{v}");
+    assert_eq!(windows[0]["name"], "burst");
+    assert_eq!(windows[0]["limit"], 10);
+    assert_eq!(windows[0]["remaining"], 6);
+    let reset = windows[0]["reset_ms"].as_u64().unwrap();
+    assert!((1..=60_000).contains(&reset), "{v}");
+    assert_eq!(windows[1]["name"], "hourly");
+    assert_eq!(windows[1]["remaining"], 996);
+    assert_eq!(v["usage"]["remaining"], Value::Null, "no credits: {v}");
+
+    let view = env.ok(&["verify", &key, "--cost", "4"]);
+    let row = usage_row(&view);
+    assert!(
+        row.ends_with(
+            " burst 6 of 10 remaining, resets in 1m; hourly 996 of 1000 remaining, resets in 1h"
+        ),
+        "{view}"
+    );
+    let view = env.ok(&["verify", &key, "--cost", "0"]);
+    assert!(
+        usage_row(&view).contains(" burst 10 of 10 remaining, "),
+        "{view}"
+    );
+
+    // More than a window holds: refused as a rate limit (exit 1).
+    let (out, err) = env.fails(&["verify", &key, "--cost", "11"], 1);
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err, "keygate: API key rate limit exceeded\n");
+
+    // A key without limits has no usage row; its JSON says so as /verify does.
+    let (_, free) = env.create("free", &[]);
+    let view = env.ok(&["verify", &free, "--cost", "1000"]);
+    assert!(!view.contains("usage"), "{view}");
+    let v = env.json(&["verify", &free]);
+    assert_eq!(v["usage"], json!({"remaining": null, "rate_limits": []}));
+}
+
+#[test]
+fn verify_cost_out_of_range_is_a_usage_error_naming_the_range() {
+    let env = Env::new();
+    let (entity, key) = env.create("five", &["--credits", "5"]);
+    for cost in ["1001", "-1", "lots"] {
+        let (out, err) = env.fails(&["verify", &key, "--cost", cost], 2);
+        assert!(out.is_empty(), "{cost}: {out}");
+        assert!(
+            err.contains("--cost") && err.contains("must be 0 to 1000"),
+            "{cost}: {err}"
+        );
+    }
+    let id = entity["id"].as_str().unwrap();
+    assert_eq!(env.json(&["get", id])["credits"]["remaining"], 5);
+    assert_eq!(env.json(&["get", id])["last_used_at"], Value::Null);
+}
+
 #[test]
 fn search_and_count_filter_on_limits() {
     let env = Env::new();

@@ -181,16 +181,17 @@ pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report>
     };
     let scopes = non_empty(args.scopes);
     warn_if_placeholder(service, Use::Checked);
-    let entity = match service.verify(&key, &scopes).await {
-        Ok(entity) => entity,
+    let verified = match service.verify_with(&key, &scopes, args.cost).await {
+        Ok(verified) => verified,
         Err(e @ (keygate::Error::InvalidKey | keygate::Error::KeyNotFound)) => {
             return Err(invalid_key(service, &key, &e).await)
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Report::Entity {
-        headline: Some("API key valid.".into()),
-        entity: (*entity).clone(),
+    Ok(Report::Verified {
+        entity: (*verified.key).clone(),
+        usage: verified.usage,
+        cost: args.cost,
     })
 }
 
