@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -224,21 +225,43 @@ impl IntoResponse for ApiError {
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining` (given) and `RateLimit-Reset`
-/// of `window`.
+/// of `window`, their digits in one shared buffer.
 pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, window: &WindowUsage, remaining: u64) {
-    headers.insert(RATELIMIT_LIMIT, integer(window.limit));
-    headers.insert(RATELIMIT_REMAINING, integer(remaining));
-    headers.insert(
-        RATELIMIT_RESET,
-        whole_seconds(Duration::from_millis(window.reset_ms)),
+    let reset = seconds_up(Duration::from_millis(window.reset_ms));
+    let (mut b0, mut b1, mut b2) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
     );
+    let (limit, remaining, reset) = (
+        b0.format(window.limit),
+        b1.format(remaining),
+        b2.format(reset),
+    );
+    let mut text = Vec::with_capacity(limit.len() + remaining.len() + reset.len());
+    for part in [limit, remaining, reset] {
+        text.extend_from_slice(part.as_bytes());
+    }
+    let text = Bytes::from(text);
+    let (a, b) = (limit.len(), limit.len() + remaining.len());
+    // Digits are always a valid header value.
+    let value = |range: std::ops::Range<usize>| {
+        HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or(HeaderValue::from_static("0"))
+    };
+    headers.insert(RATELIMIT_LIMIT, value(0..a));
+    headers.insert(RATELIMIT_REMAINING, value(a..b));
+    headers.insert(RATELIMIT_RESET, value(b..text.len()));
 }
 
 /// A duration as whole seconds, rounded up, at least 1: a client that waits
 /// this long never comes back too early, and never is told to retry at once.
 pub(crate) fn whole_seconds(d: Duration) -> HeaderValue {
-    let seconds = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    integer(seconds.max(1))
+    integer(seconds_up(d))
+}
+
+/// `d` in whole seconds, rounded up, at least 1.
+fn seconds_up(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 /// `n` as a header value, in one allocation of its exact size

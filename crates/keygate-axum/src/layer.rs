@@ -169,6 +169,37 @@ impl KeyVerifier {
         };
         Ok(self.service.verify_with(&raw, required, cost).await?)
     }
+
+    /// [`verify_with`](Self::verify_with) when it can be decided without
+    /// waiting (see [`ApiKeyService::verify_now`]), else `None`, and then
+    /// nothing was counted or taken.
+    ///
+    /// ```
+    /// use axum::http::{HeaderMap, Uri};
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let verifier = keygate_axum::KeyVerifier::new(service);
+    /// let uri: Uri = "/".parse().unwrap();
+    /// // No key at all is decided at once.
+    /// assert!(verifier.verify_now(&HeaderMap::new(), &uri, &["read"], 1).unwrap().is_err());
+    /// ```
+    pub fn verify_now<S: AsRef<str>>(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        required: &[S],
+        cost: u64,
+    ) -> Option<Result<Verified, ApiError>> {
+        let raw = match self.sources.find(headers, uri) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                self.service.record_refusal(&Error::KeyNotProvided);
+                return Some(Err(Error::KeyNotProvided.into()));
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        let verified = self.service.verify_now(&raw, required, cost)?;
+        Some(verified.map_err(ApiError::from))
+    }
 }
 
 /// A tower [`Layer`] that admits a request only with a key holding **every**
@@ -359,14 +390,53 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    // One allocation per request: the verification future has no nameable type.
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = RequireScopesFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let guard = &*self.guard;
+        // The common case (a fresh cache hit, limits counted in process) is
+        // decided here: no allocation, no clone of the inner service.
+        let decided =
+            guard
+                .verifier
+                .verify_now(request.headers(), request.uri(), &guard.scopes, guard.cost);
+        let step = match decided {
+            Some(Ok(Verified { key, usage })) => {
+                request.extensions_mut().insert(VerifiedKey(key));
+                Step::Admitted {
+                    inner: self.inner.call(request),
+                    usage,
+                }
+            }
+            Some(Err(e)) => Step::Refused {
+                response: Some(e.into_response()),
+            },
+            None => Step::Waiting {
+                future: self.call_later(request),
+            },
+        };
+        RequireScopesFuture { step }
+    }
+}
+
+impl<S> RequireScopesService<S> {
+    /// The verification that waits (store, shared limiter, hashing), then
+    /// the inner service: one allocation, as the future has no nameable type.
+    fn call_later<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+    ) -> BoxFuture<Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: HttpBody<Data = Bytes> + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
         // The clone is not ready; swap so the instance that was polled ready is used.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -379,17 +449,78 @@ where
             match verified {
                 Ok(Verified { key, usage }) => {
                     request.extensions_mut().insert(VerifiedKey(key));
-                    let mut response = inner.call(request).await?.map(Body::new);
-                    // Keys without rate limits: no header work at all.
-                    if !usage.rate_limits.is_empty() {
-                        add_rate_limit_headers(&mut response, &usage);
-                    }
-                    Ok(response)
+                    let response = inner.call(request).await?;
+                    Ok(finish(response, &usage))
                 }
                 Err(e) => Ok(e.into_response()),
             }
         })
     }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequireScopesService`].
+    pub struct RequireScopesFuture<F, E> {
+        #[pin]
+        step: Step<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StepProj]
+    enum Step<F, E> {
+        // Verified without waiting: the inner service's future.
+        Admitted {
+            #[pin]
+            inner: F,
+            usage: Usage,
+        },
+        // Refused without waiting (taken when polled).
+        Refused {
+            response: Option<Response<Body>>,
+        },
+        // The verification had to wait: verification, then the inner service.
+        Waiting {
+            future: BoxFuture<Result<Response<Body>, E>>,
+        },
+    }
+}
+
+impl<F, E, ResBody> Future for RequireScopesFuture<F, E>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().step.project() {
+            StepProj::Admitted { inner, usage } => match inner.poll(cx) {
+                Poll::Ready(Ok(response)) => Poll::Ready(Ok(finish(response, usage))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+            StepProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("RequireScopesFuture polled after completion"))),
+            StepProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The inner service's response with an axum body, and the `RateLimit-*`
+/// headers of a key with rate limits (keys without: no header work).
+fn finish<B>(response: Response<B>, usage: &Usage) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut response = response.map(Body::new);
+    if !usage.rate_limits.is_empty() {
+        add_rate_limit_headers(&mut response, usage);
+    }
+    response
 }
 
 /// `RateLimit-*` of the window with the least room, unless the inner

@@ -62,7 +62,7 @@ use keygate::ApiKeyService;
 pub use audit::{audit_router, AUDIT_PATH};
 pub use error::ApiError;
 pub use extract::{RequiredScopes, Scoped, VerifiedKey};
-pub use layer::{KeyVerifier, RequireScopes, RequireScopesService};
+pub use layer::{KeyVerifier, RequireScopes, RequireScopesFuture, RequireScopesService};
 pub use limits::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use management::{
     management_router, ManagementConfig, ANONYMOUS_ACTOR, DEFAULT_ADMIN_SCOPE, DEFAULT_BODY_LIMIT,

@@ -209,8 +209,6 @@ fn repeated(what: &str) -> ApiError {
     )
 }
 
-/// The token of `Bearer <token>`, scheme case-insensitive; `None` for other
-/// schemes or an empty token.
 /// A header value as text. Plain UTF-8 validation, which is word-at-a-time
 /// on ASCII (`HeaderValue::to_str` checks byte by byte for visible ASCII);
 /// anything but a key's characters is refused by key parsing all the same.
@@ -218,10 +216,14 @@ fn header_text(value: &axum::http::HeaderValue) -> Result<&str, Error> {
     std::str::from_utf8(value.as_bytes()).map_err(|_| Error::InvalidKey)
 }
 
+/// The token of `Bearer <token>`, scheme case-insensitive, spaces around
+/// the token ignored; `None` for other schemes or an empty token.
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    const SCHEME: &str = "bearer ";
+    let value = value.trim_start();
+    let scheme = value.get(..SCHEME.len())?;
+    let token = value[SCHEME.len()..].trim();
+    (scheme.eq_ignore_ascii_case(SCHEME) && !token.is_empty()).then_some(token)
 }
 
 /// The first value of `name` in a query string, percent-decoded. Malformed
@@ -293,6 +295,26 @@ mod tests {
             find(KeySources::all(), &each, "/?api_key=c"),
             Some("a".into())
         );
+    }
+
+    #[test]
+    fn bearer_tokens_are_the_text_after_one_scheme_and_spaces() {
+        for (value, token) in [
+            ("Bearer k", Some("k")),
+            ("  Bearer   k  ", Some("k")),
+            ("bearer k l", Some("k l")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearer    ", None),
+            ("Bearer\tk", None),
+            ("Bearerk", None),
+            ("Bear k", None),
+            ("Basic k", None),
+            ("Béarer k", None),
+            ("", None),
+        ] {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,16 @@
 //! the one this exact key was proven against (for `proof_ttl`). So a short
 //! `ttl` (changes seen quickly, even those made by other instances) costs a
 //! store read per key per `ttl`, never a burst of Argon2 work.
+//!
+//! Each thread also keeps its own copies of the fresh entries it keeps
+//! using (a small direct-mapped table, its entities deep-copied): a hit
+//! there takes no lock and touches no reference count another core uses,
+//! which is what a hot key's hits on several cores contend for otherwise.
+//! A copy is used only while no invalidation happened since it was made
+//! (one shared counter, read-only on the hit path) and while the shared
+//! entry it came from would have been fresh.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +32,7 @@ use foldhash::fast::RandomState;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use thread_local::ThreadLocal;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::entity::ApiKey;
@@ -89,6 +99,14 @@ struct Entry {
     proven_until: DateTime<Utc>,
 }
 
+impl Entry {
+    /// True when `digest` is the key this entry was proven for, and the
+    /// proof still holds at `now`.
+    fn usable(&self, digest: &KeyDigest, now: DateTime<Utc>) -> bool {
+        same_digest(&self.digest, digest) && now < self.proven_until
+    }
+}
+
 /// Which of the entity's hashes the presented key was proven against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proof {
@@ -130,6 +148,8 @@ pub(crate) enum Cached {
 /// Verified keys by key id.
 pub(crate) struct VerifyCache {
     entries: Entries,
+    /// Each thread's copies of the entries it keeps using.
+    local: ThreadLocal<RefCell<LocalEntries>>,
     /// Moves on every invalidation. A store read that began before an
     /// invalidation may return the key as it was before the change; such a
     /// read is cached as stale (see [`VerifyCache::insert`]).
@@ -169,14 +189,25 @@ impl Entries {
         }
     }
 
-    fn shard(&self, key_id: &str) -> &Shard {
-        // The map hashes again with its own state; this only picks a shard.
-        let h = self.hasher.hash_one(key_id) as usize;
-        &self.shards[h % SHARDS]
+    /// Picks the shard, and the slot of a thread's [`LocalEntries`] (the
+    /// shard map hashes again with its own state).
+    fn hash(&self, key_id: &str) -> u64 {
+        self.hasher.hash_one(key_id)
     }
 
-    fn get(&self, key_id: &str) -> Option<Entry> {
-        let shard = self.shard(key_id).read().unwrap_or_else(|p| p.into_inner());
+    fn shard(&self, key_id: &str) -> &Shard {
+        self.shard_of(self.hash(key_id))
+    }
+
+    fn shard_of(&self, hash: u64) -> &Shard {
+        &self.shards[hash as usize % SHARDS]
+    }
+
+    fn get(&self, hash: u64, key_id: &str) -> Option<Entry> {
+        let shard = self
+            .shard_of(hash)
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         shard.get(key_id).cloned()
     }
 
@@ -234,6 +265,40 @@ impl Entries {
     }
 }
 
+/// Slots of a thread's table of copies (direct-mapped by key id hash).
+const LOCAL_SLOTS: usize = 64;
+
+/// One thread's copies of the fresh entries it used, in a direct-mapped
+/// table: a key takes the slot its hash names, evicting whatever was there.
+/// A key is copied on its second fresh hit in a row in its slot (the first
+/// only marks it), so a thread serving many keys once each makes no copies.
+struct LocalEntries {
+    slots: Box<[LocalSlot]>,
+}
+
+#[derive(Default)]
+enum LocalSlot {
+    #[default]
+    Empty,
+    /// The last key seen in this slot, not copied yet.
+    Seen { hash: u64, generation: u64 },
+    /// A thread-private copy: `entry.entity` is this thread's own `Arc`.
+    Copy { entry: Entry, generation: u64 },
+}
+
+impl LocalEntries {
+    fn new() -> Self {
+        Self {
+            slots: (0..LOCAL_SLOTS).map(|_| LocalSlot::Empty).collect(),
+        }
+    }
+
+    fn slot(&mut self, hash: u64) -> &mut LocalSlot {
+        // The high bits: the low ones picked the shard.
+        &mut self.slots[(hash >> 32) as usize % LOCAL_SLOTS]
+    }
+}
+
 /// Held while one request hashes a presented key; others with the same key
 /// wait for it and then find the key proven in the cache.
 pub(crate) struct HashTurn<'a> {
@@ -268,6 +333,7 @@ impl VerifyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
         Self {
             entries: Entries::new(config.max_entries),
+            local: ThreadLocal::new(),
             generation: AtomicU64::new(0),
             ttl: TimeDelta::from_std(config.ttl).unwrap_or(TimeDelta::MAX),
             proof_ttl: TimeDelta::from_std(config.proof_ttl.max(config.ttl))
@@ -306,15 +372,44 @@ impl VerifyCache {
         digest: &KeyDigest,
         now: DateTime<Utc>,
     ) -> Option<Cached> {
-        let entry = self.entries.get(key_id)?;
-        if !same_digest(&entry.digest, digest) || now >= entry.proven_until {
+        let hash = self.entries.hash(key_id);
+        // Before the shared read, as for a store read (see `insert`): a
+        // copy made from what the read returns is dropped at the next
+        // invalidation, whether the read saw its change or not.
+        let generation = self.generation();
+        let local = self.local.get_or(|| RefCell::new(LocalEntries::new()));
+        let mut local = local.borrow_mut();
+        let slot = local.slot(hash);
+        if let LocalSlot::Copy {
+            entry,
+            generation: made,
+        } = &*slot
+        {
+            if *made == generation && *entry.entity.key_id == *key_id && now < entry.fresh_until {
+                return entry
+                    .usable(digest, now)
+                    .then(|| Cached::Fresh(entry.entity.clone(), entry.proof));
+            }
+        }
+        let entry = self.entries.get(hash, key_id)?;
+        if !entry.usable(digest, now) {
             return None;
         }
-        Some(if now < entry.fresh_until {
-            Cached::Fresh(entry.entity, entry.proof)
-        } else {
-            Cached::Stale(entry.entity, entry.proof)
-        })
+        if now >= entry.fresh_until {
+            return Some(Cached::Stale(entry.entity, entry.proof));
+        }
+        let seen = matches!(*slot, LocalSlot::Seen { hash: h, generation: g } if h == hash && g == generation);
+        if !seen {
+            *slot = LocalSlot::Seen { hash, generation };
+            return Some(Cached::Fresh(entry.entity, entry.proof));
+        }
+        let entity = Arc::new(ApiKey::clone(&entry.entity));
+        let found = Cached::Fresh(entity.clone(), entry.proof);
+        *slot = LocalSlot::Copy {
+            entry: Entry { entity, ..entry },
+            generation,
+        };
+        Some(found)
     }
 
     /// The current invalidation generation: read it before a store read,
@@ -353,8 +448,25 @@ impl VerifyCache {
 
     /// Records a use in the cached entity of this presented key: its
     /// `last_used_at` moves forward, nothing else of it changes (the caller's
-    /// copy may be older than the cached one).
-    pub(crate) fn record_use(&self, key_id: &str, digest: KeyDigest, at: DateTime<Utc>) {
+    /// copy may be older than the cached one). This thread's copy becomes
+    /// `used` (the entity as this request used it), so the next request
+    /// here does not find the use due again; other threads' copies keep
+    /// theirs, and record a use at most once more per interval each.
+    pub(crate) fn record_use(
+        &self,
+        key_id: &str,
+        digest: KeyDigest,
+        at: DateTime<Utc>,
+        used: &Arc<ApiKey>,
+    ) {
+        if let Some(local) = self.local.get() {
+            let mut local = local.borrow_mut();
+            if let LocalSlot::Copy { entry, .. } = local.slot(self.entries.hash(key_id)) {
+                if *entry.entity.key_id == *key_id && same_digest(&entry.digest, &digest) {
+                    entry.entity = used.clone();
+                }
+            }
+        }
         self.entries.update(key_id, |entry| {
             let Some(entry) = entry.filter(|e| same_digest(&e.digest, &digest)) else {
                 return;

@@ -261,21 +261,32 @@ impl KeyFormat {
         if raw.trim().is_empty() {
             return Err(Error::KeyNotProvided);
         }
-        // Equivalent to "exactly three non-empty segments": the prefix holds
-        // no separator, and key ids (hex) and secrets (alphanumeric) cannot.
-        let sep = self.separator.as_str();
-        let parts = raw
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix(sep))
-            .and_then(|rest| Some((rest.get(..KEY_ID_LEN)?, rest.get(KEY_ID_LEN..)?)))
-            .and_then(|(key_id, rest)| Some((key_id, rest.strip_prefix(sep)?)));
-        let Some((key_id, secret)) = parts else {
+        let Some((key_id, secret)) = self.split(raw) else {
             return Err(Error::InvalidKey);
         };
         if !is_key_id(key_id) || !is_secret(secret) {
             return Err(Error::InvalidKey);
         }
         Ok(ParsedKey { key_id, secret })
+    }
+
+    /// The key id of a presented key that has the shape of one (prefix,
+    /// separator, 16 bytes, separator), without checking its characters:
+    /// enough to look the key up in the verification cache, whose hit
+    /// means an identical key was [`parse`](Self::parse)d before.
+    pub(crate) fn key_id_of<'a>(&self, raw: &'a str) -> Option<&'a str> {
+        self.split(raw).map(|(key_id, _)| key_id)
+    }
+
+    /// Prefix, separator, key id and separator stripped: the key id and the
+    /// secret, characters unchecked. Together with the character checks,
+    /// equivalent to "exactly three non-empty segments": the prefix holds
+    /// no separator, and key ids (hex) and secrets (alphanumeric) cannot.
+    fn split<'a>(&self, raw: &'a str) -> Option<(&'a str, &'a str)> {
+        let sep = self.separator.as_str();
+        let rest = raw.strip_prefix(self.prefix.as_str())?.strip_prefix(sep)?;
+        let (key_id, rest) = (rest.get(..KEY_ID_LEN)?, rest.get(KEY_ID_LEN..)?);
+        Some((key_id, rest.strip_prefix(sep)?))
     }
 }
 

@@ -366,6 +366,7 @@ pub(crate) fn check_credits(credits: &Credits, field: &str, errors: &mut Vec<Fie
 }
 
 /// The problem with a request's cost, if any.
+#[inline]
 pub(crate) fn check_cost(cost: u64) -> Result<(), FieldError> {
     if cost > MAX_COST {
         Err(FieldError::new("cost", format!("must be 0 to {MAX_COST}")))

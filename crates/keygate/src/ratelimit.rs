@@ -148,34 +148,13 @@ impl LocalRateLimiter {
     /// Takes `cost` from every window of key `id` at `now_ms`, or nothing.
     pub fn acquire(&self, id: &str, limits: &[RateLimit], cost: u64, now_ms: u64) -> RateDecision {
         let mut shard = self.shard(id);
-        if !shard.keys.contains_key(id) {
-            shard.sweep(now_ms);
-            shard.keys.insert(id.to_owned(), Vec::new());
+        // One look-up when the key has counters (the common case).
+        if let Some(counters) = shard.keys.get_mut(id) {
+            return take(counters, limits, cost, now_ms);
         }
-        let Some(counters) = shard.keys.get_mut(id) else {
-            unreachable!("inserted above")
-        };
-        align(counters, limits, now_ms);
-        let need = cost.max(1);
-        let full = limits
-            .iter()
-            .zip(counters.iter())
-            .filter(|(l, c)| c.used.saturating_add(need) > l.limit)
-            .map(|(l, c)| usage(l, c, now_ms))
-            .max_by_key(|w| w.reset_ms);
-        if let Some(window) = full {
-            return RateDecision::Limited { window };
-        }
-        RateDecision::Allowed(
-            limits
-                .iter()
-                .zip(counters.iter_mut())
-                .map(|(l, c)| {
-                    c.used += cost;
-                    usage(l, c, now_ms)
-                })
-                .collect(),
-        )
+        shard.sweep(now_ms);
+        let counters = shard.keys.entry(id.to_owned()).or_default();
+        take(counters, limits, cost, now_ms)
     }
 
     /// Gives back `cost` to the windows of key `id` still open at `now_ms`.
@@ -228,6 +207,32 @@ impl Shard {
             .retain(|_, counters| counters.iter().any(|c| c.open_at(now_ms)));
         self.swept_at_len = self.keys.len();
     }
+}
+
+/// Takes `cost` from every window in `counters` (aligned with `limits` at
+/// `now_ms` first), or nothing.
+fn take(counters: &mut Vec<Counter>, limits: &[RateLimit], cost: u64, now_ms: u64) -> RateDecision {
+    align(counters, limits, now_ms);
+    let need = cost.max(1);
+    let full = limits
+        .iter()
+        .zip(counters.iter())
+        .filter(|(l, c)| c.used.saturating_add(need) > l.limit)
+        .map(|(l, c)| usage(l, c, now_ms))
+        .max_by_key(|w| w.reset_ms);
+    if let Some(window) = full {
+        return RateDecision::Limited { window };
+    }
+    RateDecision::Allowed(
+        limits
+            .iter()
+            .zip(counters.iter_mut())
+            .map(|(l, c)| {
+                c.used += cost;
+                usage(l, c, now_ms)
+            })
+            .collect(),
+    )
 }
 
 /// Makes `counters` match `limits` at `now_ms`: one per window, a changed
@@ -343,6 +348,13 @@ impl Limiters {
     fn usable_shared(&self) -> Option<&Arc<dyn SharedRateLimiter>> {
         let shared = self.shared.as_ref()?;
         (self.elapsed_ms() >= self.skip_until_ms.load(Ordering::Relaxed)).then_some(shared)
+    }
+
+    /// True when requests are counted in process right now (no shared
+    /// limiter, or it failed recently): [`acquire`](Self::acquire) would
+    /// then be `local.acquire`, decided without waiting.
+    pub(crate) fn in_process(&self) -> bool {
+        self.usable_shared().is_none()
     }
 
     fn shared_failed(&self, shared: &dyn SharedRateLimiter, e: &LimiterError) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::entity::ApiKey;
 use crate::error::StoreError;
@@ -16,6 +16,8 @@ pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct TouchQueue {
     interval: Duration,
+    /// `interval` for comparing with differences of timestamps (saturated).
+    interval_delta: TimeDelta,
     pending: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Held from drain to write: a flush that starts while another is
     /// writing waits for it, so "flushed" means "in the store".
@@ -27,6 +29,7 @@ impl TouchQueue {
     pub(crate) fn new(interval: Duration) -> Self {
         Self {
             interval,
+            interval_delta: TimeDelta::from_std(interval).unwrap_or(TimeDelta::MAX),
             pending: Mutex::new(HashMap::new()),
             writing: tokio::sync::Mutex::new(()),
             flusher: OnceLock::new(),
@@ -39,10 +42,11 @@ impl TouchQueue {
     }
 
     /// True when this use should be recorded: the stored value is older than
-    /// the interval.
+    /// the interval (with a zero interval, always).
     pub(crate) fn is_due(&self, key: &ApiKey, now: DateTime<Utc>) -> bool {
-        key.last_used_at
-            .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= self.interval)
+        key.last_used_at.is_none_or(|t| {
+            self.interval.is_zero() || now.signed_duration_since(t) >= self.interval_delta
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, DateTime<Utc>>> {

@@ -72,7 +72,9 @@ impl ApiKeyService {
         required: &[S],
         cost: u64,
     ) -> Result<Verified, Error> {
-        check_cost(cost).map_err(|e| Error::Validation(vec![e]))?;
+        if let Some(done) = self.verify_now(raw_key, required, cost) {
+            return done;
+        }
         // Only when a recorder takes the time.
         let started = self.inner.metrics.timed().then(quanta::Instant::now);
         // 1–2. Blank or malformed: no store access, no hashing.
@@ -96,6 +98,120 @@ impl ApiKeyService {
             Box::pin(sleep_between(range)).await;
         }
         result
+    }
+
+    /// [`verify_with`](Self::verify_with) when it can be decided without
+    /// waiting, else `None` (then nothing was counted or taken: call
+    /// `verify_with`). It can when the key is malformed or the cost out of
+    /// range, or when the cache holds a fresh copy of this exact key which
+    /// has no credits, whose rate limits (if any) are counted in process at
+    /// the moment, and whose `last_used_at` needs no write-through; and
+    /// never when a pacing delay is configured. The result, counting and
+    /// logging are those of `verify_with`.
+    ///
+    /// For callers that can skip a future on the common path, like
+    /// `keygate-axum`'s layer; `verify_with` tries it first itself.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use keygate::{ApiKeyService, InMemoryRepository, NewApiKey};
+    /// let service = ApiKeyService::builder(InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let (_, key) = service.create(NewApiKey::named("svc").with_scopes(["read"])).await.unwrap();
+    /// // Not cached yet: the store must be read.
+    /// assert!(service.verify_now(key.expose(), &["read"], 1).is_none());
+    /// service.verify(key.expose(), &["read"]).await.unwrap();
+    /// let now = service.verify_now(key.expose(), &["read"], 1).unwrap().unwrap();
+    /// assert_eq!(now.key.name.as_deref(), Some("svc"));
+    /// assert!(service.verify_now("not a key", &["read"], 1).unwrap().is_err());
+    /// # });
+    /// ```
+    pub fn verify_now<S: AsRef<str>>(
+        &self,
+        raw_key: &str,
+        required: &[S],
+        cost: u64,
+    ) -> Option<Result<Verified, Error>> {
+        let inner = &*self.inner;
+        if let Err(e) = check_cost(cost) {
+            return Some(Err(Error::Validation(vec![e])));
+        }
+        if inner.success_delay.is_some() || inner.failure_delay.is_some() {
+            return None;
+        }
+        let started = inner.metrics.timed().then(quanta::Instant::now);
+        // A cache hit needs only the key id: the digest then matches a key
+        // that was parsed (and proven) before, so its characters are not
+        // checked again.
+        let decided = match inner.format.key_id_of(raw_key) {
+            Some(key_id) if inner.cache.is_some() => self
+                .verify_cached(raw_key, key_id, required, cost)
+                .map(|result| (key_id, result)),
+            _ => None,
+        };
+        // 1–2. Blank or malformed: refused at once. Else the cache cannot
+        // answer alone: `verify_with`'s path.
+        let Some((key_id, result)) = decided else {
+            let e = inner.format.parse(raw_key).err()?;
+            inner.metrics.verified(None, Outcome::of(&e), started);
+            return Some(Err(e));
+        };
+        inner
+            .metrics
+            .verified(Some(key_id), Outcome::of_result(&result), started);
+        Some(result)
+    }
+
+    /// Steps 3–9 of [`verify_now`](Self::verify_now): `None` unless the
+    /// cache and the in-process limiter can answer alone.
+    fn verify_cached<S: AsRef<str>>(
+        &self,
+        raw_key: &str,
+        key_id: &str,
+        required: &[S],
+        cost: u64,
+    ) -> Option<Result<Verified, Error>> {
+        let inner = &*self.inner;
+        let cache = inner.cache.as_ref()?;
+        let now = inner.clock.now();
+        let presented = digest(raw_key);
+        let Some(Cached::Fresh(key, proof)) = cache.get(key_id, &presented, now) else {
+            return None;
+        };
+        let limited = key.rate_limits.as_deref().is_some_and(|l| !l.is_empty());
+        let waits = key.credits.is_some()
+            || (limited && !inner.limiters.in_process())
+            || (inner.touch.writes_through() && inner.touch.is_due(&key, now));
+        if waits {
+            return None;
+        }
+        inner.metrics.cache(true);
+        Some(self.finish_cached(key, proof, presented, required, cost, now))
+    }
+
+    fn finish_cached<S: AsRef<str>>(
+        &self,
+        key: Arc<ApiKey>,
+        proof: Proof,
+        presented: KeyDigest,
+        required: &[S],
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, Error> {
+        admit(&key, proof, required, now)?;
+        let mut usage = Usage::default();
+        if let Some(limits) = key.rate_limits.as_deref().filter(|l| !l.is_empty()) {
+            let local = &self.inner.limiters.local;
+            match local.acquire(&key.id, limits, cost, epoch_ms(now)) {
+                RateDecision::Allowed(windows) => usage.rate_limits = windows,
+                RateDecision::Limited { window } => return Err(rate_limited(window)),
+            }
+        }
+        let key = if self.inner.touch.is_due(&key, now) {
+            self.queue_use(key, Some(presented), now)
+        } else {
+            key
+        };
+        Ok(Verified { key, usage })
     }
 
     /// Counts and logs a verification refused before any key reached
@@ -144,30 +260,8 @@ impl ApiKeyService {
             // 3–4. Boxed, so a cache hit never carries the slow path's state.
             cached => Box::pin(self.load_and_check_traced(parsed, presented, cached, now)).await?,
         };
-        // 4, continued: a secret replaced by a rotation only during its grace.
-        if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
-            return Err(Error::InvalidKey);
-        }
-
-        // 5. Status, re-checked on every cache hit too.
-        if !key.is_active {
-            return Err(Error::KeyInactive);
-        }
-        if key.is_expired_at(now) {
-            return Err(Error::KeyExpired);
-        }
-        // 6. All required scopes.
-        if !key.scopes.contains_all(required) {
-            return Err(Error::InvalidScopes {
-                required: required.iter().map(|s| s.as_ref().to_owned()).collect(),
-                missing: required
-                    .iter()
-                    .map(AsRef::as_ref)
-                    .filter(|s| !key.scopes.contains(s))
-                    .map(str::to_owned)
-                    .collect(),
-            });
-        }
+        // 4 (continued) to 6.
+        admit(&key, proof, required, now)?;
         // 7–8. Rate limits, then credits (boxed: only metered keys pay).
         let (key, usage) = if key.rate_limits.is_some() || key.credits.is_some() {
             Box::pin(self.meter(key, cost, now)).await?
@@ -204,12 +298,7 @@ impl ApiKeyService {
                     usage.rate_limits = windows;
                     admitted = Some(by);
                 }
-                (RateDecision::Limited { window }, _) => {
-                    return Err(Error::RateLimited {
-                        retry_after: std::time::Duration::from_millis(window.reset_ms),
-                        window,
-                    });
-                }
+                (RateDecision::Limited { window }, _) => return Err(rate_limited(window)),
             }
         }
         let Some(credits) = &key.credits else {
@@ -356,20 +445,41 @@ impl ApiKeyService {
         now: DateTime<Utc>,
     ) -> Result<Arc<ApiKey>, Error> {
         let inner = &self.inner;
+        if !inner.touch.writes_through() {
+            return Ok(self.queue_use(key, presented, now));
+        }
         let now = truncate_micros(now);
-        let mut used = (*key).clone();
+        inner.repo.touch(&[(key.id.clone(), now)]).await?;
+        Ok(self.note_use(&key, presented, now))
+    }
+
+    /// Queues `last_used_at`, which is due, for the flusher to write.
+    fn queue_use(
+        &self,
+        key: Arc<ApiKey>,
+        presented: Option<KeyDigest>,
+        now: DateTime<Utc>,
+    ) -> Arc<ApiKey> {
+        let now = truncate_micros(now);
+        self.inner.touch.enqueue(&key.id, now);
+        self.start_flusher();
+        self.note_use(&key, presented, now)
+    }
+
+    /// The key as used at `now`, in the cache too.
+    fn note_use(
+        &self,
+        key: &ApiKey,
+        presented: Option<KeyDigest>,
+        now: DateTime<Utc>,
+    ) -> Arc<ApiKey> {
+        let mut used = key.clone();
         used.last_used_at = Some(now);
         let used = Arc::new(used);
-        if inner.touch.writes_through() {
-            inner.repo.touch(&[(used.id.clone(), now)]).await?;
-        } else {
-            inner.touch.enqueue(&used.id, now);
-            self.start_flusher();
+        if let (Some(cache), Some(d)) = (&self.inner.cache, presented) {
+            cache.record_use(&used.key_id, d, now, &used);
         }
-        if let (Some(cache), Some(d)) = (&inner.cache, presented) {
-            cache.record_use(&used.key_id, d, now);
-        }
-        Ok(used)
+        used
     }
 
     fn start_flusher(&self) {
@@ -432,6 +542,45 @@ impl ApiKeyService {
             .hash_pool
             .run(Lane::Trusted, move || hasher.hash(secret.expose()))
             .await?
+    }
+}
+
+/// Steps 4 (continued) to 6 for a key proven against `proof`: a secret
+/// replaced by a rotation only during its grace, then status (re-checked on
+/// every cache hit too), expiry and every required scope.
+fn admit<S: AsRef<str>>(
+    key: &ApiKey,
+    proof: Proof,
+    required: &[S],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    if proof == Proof::Previous && key.previous_hash_at(now).is_none() {
+        return Err(Error::InvalidKey);
+    }
+    if !key.is_active {
+        return Err(Error::KeyInactive);
+    }
+    if key.is_expired_at(now) {
+        return Err(Error::KeyExpired);
+    }
+    if !key.scopes.contains_all(required) {
+        return Err(Error::InvalidScopes {
+            required: required.iter().map(|s| s.as_ref().to_owned()).collect(),
+            missing: required
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|s| !key.scopes.contains(s))
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
+fn rate_limited(window: crate::limits::WindowUsage) -> Error {
+    Error::RateLimited {
+        retry_after: std::time::Duration::from_millis(window.reset_ms),
+        window,
     }
 }
 
