@@ -10,7 +10,9 @@
 #   bench/http.sh --keyshield     + keyshield (FastAPI, CachedApiKeyService) on the same route
 #   bench/http.sh --smoke         one short round, to check the script works
 #
-# Env: DURATION (s, default 10), ROUNDS (default 3), CONNS (default 32),
+# Rounds alternate the order of the targets (odd rounds as listed, even ones
+# reversed).
+# Env: DURATION (s, default 10), ROUNDS (default 4), CONNS (default 32),
 #      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
 #      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
 #      SKIP_PG=1 (only the SQLite rows).
@@ -19,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FLOOD=0 KEYSHIELD=0
-DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-32}
+DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-4} CONNS=${CONNS:-32}
 for arg in "$@"; do
   case $arg in
     --flood) FLOOD=1 ;;
@@ -114,8 +116,14 @@ echo "keygate idle RSS: $(rss_kb "$PID_keygate") kB"
 
 declare -A SUM P50 P99
 printf '\n%-8s %-15s %10s %10s %10s\n' round target req/s p50_ms p99_ms
+REVERSED=()
+for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do REVERSED+=("${TARGETS[i]}"); done
 for r in $(seq 1 "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
+  # Even rounds run the targets in reverse order: no target always follows
+  # the same one (a server just loaded, a warm or cold CPU).
+  ORDER=("${TARGETS[@]}")
+  [ $((r % 2)) = 0 ] && ORDER=("${REVERSED[@]}")
+  for t in "${ORDER[@]}"; do
     read -r label port file <<<"$t"
     read -r rps p50 p99 < <(load "http://127.0.0.1:$port/protected" "$(cat "$WORK/$file")")
     printf '%-8s %-15s %10s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"

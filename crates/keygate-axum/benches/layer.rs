@@ -1,6 +1,8 @@
 //! What `RequireScopes` adds to a request, in process (no sockets): the same
 //! route answered by a bare axum router that compares the bearer token with
-//! a constant, and by one behind `RequireScopes` with the cache warm:
+//! a constant, the same behind a layer that does nothing (`noop_layer`: what
+//! any route layer costs in axum), and by one behind `RequireScopes` with
+//! the cache warm:
 //! `keygate` without a metrics recorder (the library default),
 //! `keygate_metrics` with the Prometheus recorder of `keygate serve`
 //! (`keygate::telemetry::prometheus`).
@@ -76,6 +78,21 @@ fn bench(c: &mut Criterion) {
             }),
         )
         .with_state(());
+    // The same bare route behind a layer that does nothing: what any tower
+    // layer on a route costs in axum (a boxed clone and future per level).
+    let noop_layer = Router::new()
+        .route(
+            "/protected",
+            get(|headers: axum::http::HeaderMap| async move {
+                let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                let ok =
+                    given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
+                assert!(ok);
+                Json(json!({"message": "This is protected data", "id": BARE_ID}))
+            }),
+        )
+        .route_layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
+        .with_state(());
     let (protected, key) = protected_router(&rt);
     // Services take their metric handles when built: this one records into
     // the Prometheus recorder of `keygate serve`, whose upkeep runs every 5 s.
@@ -91,6 +108,13 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter_batched(
             || request(BARE_KEY),
             |req| bare.clone().oneshot(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("noop_layer", |b| {
+        b.to_async(&rt).iter_batched(
+            || request(BARE_KEY),
+            |req| noop_layer.clone().oneshot(req),
             criterion::BatchSize::SmallInput,
         )
     });
