@@ -829,7 +829,9 @@ pub struct ServeArgs {
     /// the instance counts on its own until it answers again, with a
     /// warning; nothing is let through unchecked. Credits need no Redis:
     /// they are taken in the database. `redis://[:PASSWORD@]HOST[:PORT][/DB]`
-    /// or `rediss://` for TLS; the password is never logged.
+    /// or `rediss://` for TLS (the server's certificate is checked against
+    /// the system's roots, or the CA file named by `SSL_CERT_FILE`); the
+    /// password is never logged.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
     /// How changes made through other instances reach this one's cache

@@ -247,7 +247,8 @@ impl RedisRateLimiterBuilder {
     /// answers (else it logs a warning and connects on a later call).
     ///
     /// Errors: a malformed URL (`redis://[user][:password@]host[:port][/db]`,
-    /// `unix://path`) or prefix. Must run within a Tokio runtime.
+    /// `rediss://…` for TLS, `unix://path`) or prefix. Must run within a
+    /// Tokio runtime.
     pub async fn connect(self) -> Result<RedisRateLimiter, LimiterError> {
         if self.prefix.contains(['{', '}']) {
             return Err(LimiterError(format!(
@@ -301,7 +302,10 @@ impl RedisRateLimiterBuilder {
 
 impl RedisRateLimiter {
     /// Options for a limiter on the Redis at `url`
-    /// (`redis://[user][:password@]host[:port][/db]`).
+    /// (`redis://[user][:password@]host[:port][/db]`; `rediss://…` for TLS,
+    /// with feature `tls`, on by default: the server's certificate is
+    /// checked against the system's roots, or the CA file that
+    /// `SSL_CERT_FILE` names).
     pub fn builder(url: &str) -> RedisRateLimiterBuilder {
         RedisRateLimiterBuilder {
             url: url.to_owned(),
@@ -622,6 +626,10 @@ fn describe(info: &redis::ConnectionInfo) -> String {
         redis::ConnectionAddr::Unix(path) => {
             format!("unix://{auth}{}?db={}", path.display(), info.redis.db)
         }
+        #[cfg(feature = "tls")]
+        addr @ redis::ConnectionAddr::TcpTls { .. } => {
+            format!("rediss://{auth}{addr}/{}", info.redis.db)
+        }
         addr => format!("redis://{auth}{addr}/{}", info.redis.db),
     }
 }
@@ -704,6 +712,16 @@ mod tests {
         assert_eq!(
             describe(client.get_connection_info()),
             "redis://localhost:6379/0"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_servers_are_described_as_rediss() {
+        let client = Client::open("rediss://:s3cret@cache.example.com:6380/1").unwrap();
+        assert_eq!(
+            describe(client.get_connection_info()),
+            "rediss://:***@cache.example.com:6380/1"
         );
     }
 }
