@@ -159,9 +159,9 @@ pub(crate) struct VerifyCache {
     hashing: Mutex<Gates>,
 }
 
-/// Shards of a bounded map from key id to entry, each behind a read-write
+/// Shards of a bounded map from key id to entries, each behind a read-write
 /// lock: a hit is one hash, one read lock and one reference-count
-/// increment. When a shard is full, an insert evicts an arbitrary entry
+/// increment. When a shard is full, an insert evicts an arbitrary key id
 /// (only keys that passed a hash check are ever inserted, so clients
 /// cannot flood it; the bound only caps memory).
 struct Entries {
@@ -175,7 +175,52 @@ const SHARDS: usize = 16;
 /// foldhash: a fraction of SipHash's cost on a 16-byte key id, and safe
 /// here (randomly seeded, and only keys that passed a hash check are ever
 /// inserted, so clients cannot build colliding entries).
-type Shard = RwLock<HashMap<Box<str>, Entry, RandomState>>;
+type Shard = RwLock<HashMap<Box<str>, Pair, RandomState>>;
+
+/// The entries of one key id, one per presented key proven against it: at
+/// most two, as a rotation's grace period lets the replaced secret in
+/// beside the new one (with one, clients moving over one by one would make
+/// every switch between the two a store read and a slow hash).
+#[derive(Default)]
+struct Pair([Option<Entry>; 2]);
+
+impl Pair {
+    fn find(&self, digest: &KeyDigest) -> Option<&Entry> {
+        self.0
+            .iter()
+            .flatten()
+            .find(|e| same_digest(&e.digest, digest))
+    }
+
+    fn find_mut(&mut self, digest: &KeyDigest) -> Option<&mut Entry> {
+        self.0
+            .iter_mut()
+            .flatten()
+            .find(|e| same_digest(&e.digest, digest))
+    }
+
+    fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.0.iter_mut().flatten()
+    }
+
+    /// Puts `entry` in place of the one for the same presented key, else
+    /// in a free place, else in place of the one proven earliest.
+    fn put(&mut self, entry: Entry) {
+        let at = self
+            .0
+            .iter()
+            .position(|e| {
+                e.as_ref()
+                    .is_some_and(|e| same_digest(&e.digest, &entry.digest))
+            })
+            .or_else(|| self.0.iter().position(Option::is_none))
+            .unwrap_or_else(|| {
+                let proven = |i: usize| self.0[i].as_ref().map(|e| e.proven_until);
+                usize::from(proven(1) < proven(0))
+            });
+        self.0[at] = Some(entry);
+    }
+}
 
 impl Entries {
     fn new(max_entries: u64) -> Self {
@@ -203,12 +248,13 @@ impl Entries {
         &self.shards[hash as usize % SHARDS]
     }
 
-    fn get(&self, hash: u64, key_id: &str) -> Option<Entry> {
+    /// The entry of `key_id` for the presented key `digest`.
+    fn get(&self, hash: u64, key_id: &str, digest: &KeyDigest) -> Option<Entry> {
         let shard = self
             .shard_of(hash)
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        shard.get(key_id).cloned()
+        shard.get(key_id)?.find(digest).cloned()
     }
 
     /// Inserts `entry`; `stale` is asked under the shard's lock, so it sees
@@ -227,11 +273,18 @@ impl Entries {
                 shard.remove(&victim);
             }
         }
-        shard.insert(key_id.into(), entry);
+        match shard.get_mut(key_id) {
+            Some(pair) => pair.put(entry),
+            None => {
+                let mut pair = Pair::default();
+                pair.put(entry);
+                shard.insert(key_id.into(), pair);
+            }
+        }
     }
 
-    /// Applies `f` to the entry of `key_id`, if there is one.
-    fn update(&self, key_id: &str, f: impl FnOnce(Option<&mut Entry>)) {
+    /// Applies `f` to the entries of `key_id`, if there are any.
+    fn update(&self, key_id: &str, f: impl FnOnce(Option<&mut Pair>)) {
         let mut shard = self
             .shard(key_id)
             .write()
@@ -252,7 +305,7 @@ impl Entries {
     fn update_all(&self, f: impl Fn(&mut Entry)) {
         for shard in &*self.shards {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
-            shard.values_mut().for_each(&f);
+            shard.values_mut().flat_map(Pair::entries_mut).for_each(&f);
         }
     }
 
@@ -269,7 +322,8 @@ impl Entries {
 const LOCAL_SLOTS: usize = 64;
 
 /// One thread's copies of the fresh entries it used, in a direct-mapped
-/// table: a key takes the slot its hash names, evicting whatever was there.
+/// table: a presented key takes the slot its [`marker`] names, evicting
+/// whatever was there.
 /// A key is copied on its second fresh hit in a row in its slot (the first
 /// only marks it), so a thread serving many keys once each makes no copies.
 struct LocalEntries {
@@ -280,8 +334,8 @@ struct LocalEntries {
 enum LocalSlot {
     #[default]
     Empty,
-    /// The last key seen in this slot, not copied yet.
-    Seen { hash: u64, generation: u64 },
+    /// The last key seen in this slot, not copied yet (by its marker).
+    Seen { marker: u64, generation: u64 },
     /// A thread-private copy: `entry.entity` is this thread's own `Arc`.
     Copy { entry: Entry, generation: u64 },
 }
@@ -293,10 +347,19 @@ impl LocalEntries {
         }
     }
 
-    fn slot(&mut self, hash: u64) -> &mut LocalSlot {
-        // The high bits: the low ones picked the shard.
-        &mut self.slots[(hash >> 32) as usize % LOCAL_SLOTS]
+    fn slot(&mut self, marker: u64) -> &mut LocalSlot {
+        // The high bits: the low ones of the key id's hash picked the shard.
+        &mut self.slots[(marker >> 32) as usize % LOCAL_SLOTS]
     }
+}
+
+/// Names a presented key in a thread's table: the hash of its key id mixed
+/// with its digest, so two keys of one id (a rotation's grace) seldom
+/// share a slot.
+fn marker(hash: u64, digest: &KeyDigest) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest[..8]);
+    hash ^ u64::from_ne_bytes(word)
 }
 
 /// Held while one request hashes a presented key; others with the same key
@@ -373,34 +436,36 @@ impl VerifyCache {
         now: DateTime<Utc>,
     ) -> Option<Cached> {
         let hash = self.entries.hash(key_id);
+        let marker = marker(hash, digest);
         // Before the shared read, as for a store read (see `insert`): a
         // copy made from what the read returns is dropped at the next
         // invalidation, whether the read saw its change or not.
         let generation = self.generation();
         let local = self.local.get_or(|| RefCell::new(LocalEntries::new()));
         let mut local = local.borrow_mut();
-        let slot = local.slot(hash);
+        let slot = local.slot(marker);
         if let LocalSlot::Copy {
             entry,
             generation: made,
         } = &*slot
         {
-            if *made == generation && *entry.entity.key_id == *key_id && now < entry.fresh_until {
-                return entry
-                    .usable(digest, now)
-                    .then(|| Cached::Fresh(entry.entity.clone(), entry.proof));
+            // Another presented key with this id (a rotation's grace lets
+            // two secrets in) is looked up in the shared map.
+            let current = *made == generation && *entry.entity.key_id == *key_id;
+            if current && now < entry.fresh_until && entry.usable(digest, now) {
+                return Some(Cached::Fresh(entry.entity.clone(), entry.proof));
             }
         }
-        let entry = self.entries.get(hash, key_id)?;
+        let entry = self.entries.get(hash, key_id, digest)?;
         if !entry.usable(digest, now) {
             return None;
         }
         if now >= entry.fresh_until {
             return Some(Cached::Stale(entry.entity, entry.proof));
         }
-        let seen = matches!(*slot, LocalSlot::Seen { hash: h, generation: g } if h == hash && g == generation);
+        let seen = matches!(*slot, LocalSlot::Seen { marker: m, generation: g } if m == marker && g == generation);
         if !seen {
-            *slot = LocalSlot::Seen { hash, generation };
+            *slot = LocalSlot::Seen { marker, generation };
             return Some(Cached::Fresh(entry.entity, entry.proof));
         }
         let entity = Arc::new(ApiKey::clone(&entry.entity));
@@ -461,14 +526,15 @@ impl VerifyCache {
     ) {
         if let Some(local) = self.local.get() {
             let mut local = local.borrow_mut();
-            if let LocalSlot::Copy { entry, .. } = local.slot(self.entries.hash(key_id)) {
+            let marker = marker(self.entries.hash(key_id), &digest);
+            if let LocalSlot::Copy { entry, .. } = local.slot(marker) {
                 if *entry.entity.key_id == *key_id && same_digest(&entry.digest, &digest) {
                     entry.entity = used.clone();
                 }
             }
         }
-        self.entries.update(key_id, |entry| {
-            let Some(entry) = entry.filter(|e| same_digest(&e.digest, &digest)) else {
+        self.entries.update(key_id, |pair| {
+            let Some(entry) = pair.and_then(|p| p.find_mut(&digest)) else {
                 return;
             };
             if entry.entity.last_used_at.is_none_or(|t| t < at) {
@@ -480,11 +546,11 @@ impl VerifyCache {
     /// Makes the entry stale, keeping its proof: the next use re-reads the
     /// entity from the store without hashing again.
     pub(crate) fn expire(&self, key_id: &str) {
-        self.entries.update(key_id, |entry| {
+        self.entries.update(key_id, |pair| {
             // Under the shard's lock: an insert of this key either came
             // before (and is marked here) or sees the new generation.
             self.generation.fetch_add(1, Ordering::AcqRel);
-            if let Some(entry) = entry {
+            for entry in pair.into_iter().flat_map(Pair::entries_mut) {
                 entry.fresh_until = DateTime::<Utc>::MIN_UTC;
             }
         });

@@ -312,3 +312,33 @@ async fn no_thread_copy_outlives_a_deactivation() {
         t.await.unwrap();
     }
 }
+
+/// During a rotation's grace both secrets are in use, clients moving over
+/// one by one: going back and forth between them costs no hash and no
+/// store read once each is cached.
+#[tokio::test]
+async fn both_secrets_of_a_rotation_stay_cached_during_its_grace() {
+    let (repo, reads) = spy();
+    // Time stands still: every hit below is within the freshness window.
+    let clock = Arc::new(ManualClock::starting_now());
+    let service = service_with(repo, |b| {
+        b.algorithm(argon2_cheap())
+            .touch_interval(Duration::from_secs(60))
+            .clock(clock.clone())
+    });
+    let (entity, old) = service.create(NewApiKey::named("moving")).await.unwrap();
+    service.verify::<&str>(old.expose(), &[]).await.unwrap();
+    let (_, new) = service
+        .rotate(&entity.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    service.verify::<&str>(new.expose(), &[]).await.unwrap();
+    service.verify::<&str>(old.expose(), &[]).await.unwrap();
+    let (hashed, read) = (hashes(&service), reads());
+    for _ in 0..20 {
+        service.verify::<&str>(old.expose(), &[]).await.unwrap();
+        service.verify::<&str>(new.expose(), &[]).await.unwrap();
+    }
+    assert_eq!(hashes(&service), hashed, "no hash for a key already proven");
+    assert_eq!(reads(), read, "no store read within the freshness window");
+}
