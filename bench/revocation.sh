@@ -41,11 +41,17 @@ fi
 
 WORK=$(mktemp -d /tmp/keygate-revocation.XXXXXX)
 DB=keygate_revocation_$$
-PIDS=()
+# Servers are started inside `$(start …)` (a subshell), so their pids go to
+# files, not to a variable of this shell.
 stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
+  local f pid
+  for f in "$WORK"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    rm -f "$f"
+  done
 }
 cleanup() {
   stop_all
@@ -64,7 +70,7 @@ ADMIN_KEY=$("$KEYGATE_BIN" --json create --name revocation-admin --scopes keygat
 start() { # name args... ; prints the address
   local name=$1; shift
   "$KEYGATE_BIN" serve --bind 127.0.0.1:0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-  PIDS+=($!)
+  echo $! >"$WORK/$name.pid"
   for _ in $(seq 1 200); do
     if grep -q "listening on" "$WORK/$name.out" 2>/dev/null; then
       sed -n 's/^listening on //p' "$WORK/$name.out"
