@@ -64,33 +64,24 @@ fn protected_router(rt: &tokio::runtime::Runtime) -> (Router, String) {
     (protected, key)
 }
 
+/// Compares the bearer token with a constant and answers the same JSON as
+/// the protected route.
+async fn bare_handler(headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
+    let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let ok = given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
+    assert!(ok);
+    Json(json!({"message": "This is protected data", "id": BARE_ID}))
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let bare = Router::new()
-        .route(
-            "/protected",
-            get(|headers: axum::http::HeaderMap| async move {
-                let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                let ok =
-                    given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
-                assert!(ok);
-                Json(json!({"message": "This is protected data", "id": BARE_ID}))
-            }),
-        )
+        .route("/protected", get(bare_handler))
         .with_state(());
     // The same bare route behind a layer that does nothing: what any tower
     // layer on a route costs in axum (a boxed clone and future per level).
     let noop_layer = Router::new()
-        .route(
-            "/protected",
-            get(|headers: axum::http::HeaderMap| async move {
-                let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                let ok =
-                    given.and_then(|g| g.strip_prefix(b"Bearer ")) == Some(BARE_KEY.as_bytes());
-                assert!(ok);
-                Json(json!({"message": "This is protected data", "id": BARE_ID}))
-            }),
-        )
+        .route("/protected", get(bare_handler))
         .route_layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
         .with_state(());
     let (protected, key) = protected_router(&rt);

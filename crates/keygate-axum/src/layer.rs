@@ -415,46 +415,34 @@ where
             Some(Err(e)) => Step::Refused {
                 response: Some(e.into_response()),
             },
-            None => Step::Waiting {
-                future: self.call_later(request),
-            },
+            // The verification waits (store, shared limiter, hashing), then
+            // the inner service: one allocation, as the future has no
+            // nameable type.
+            None => {
+                // The clone is not ready; swap so the instance that was
+                // polled ready is used.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let guard = self.guard.clone();
+                Step::Waiting {
+                    future: Box::pin(async move {
+                        let verifier = &guard.verifier;
+                        let (headers, uri) = (request.headers(), request.uri());
+                        let verified =
+                            verifier.verify_with(headers, uri, &guard.scopes, guard.cost);
+                        match verified.await {
+                            Ok(Verified { key, usage }) => {
+                                request.extensions_mut().insert(VerifiedKey(key));
+                                let response = inner.call(request).await?;
+                                Ok(finish(response, &usage))
+                            }
+                            Err(e) => Ok(e.into_response()),
+                        }
+                    }),
+                }
+            }
         };
         RequireScopesFuture { step }
-    }
-}
-
-impl<S> RequireScopesService<S> {
-    /// The verification that waits (store, shared limiter, hashing), then
-    /// the inner service: one allocation, as the future has no nameable type.
-    fn call_later<ReqBody, ResBody>(
-        &mut self,
-        mut request: Request<ReqBody>,
-    ) -> BoxFuture<Result<Response<Body>, S::Error>>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        ReqBody: Send + 'static,
-        ResBody: HttpBody<Data = Bytes> + Send + 'static,
-        ResBody::Error: Into<BoxError>,
-    {
-        // The clone is not ready; swap so the instance that was polled ready is used.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let guard = self.guard.clone();
-        Box::pin(async move {
-            let verified = guard
-                .verifier
-                .verify_with(request.headers(), request.uri(), &guard.scopes, guard.cost)
-                .await;
-            match verified {
-                Ok(Verified { key, usage }) => {
-                    request.extensions_mut().insert(VerifiedKey(key));
-                    let response = inner.call(request).await?;
-                    Ok(finish(response, &usage))
-                }
-                Err(e) => Ok(e.into_response()),
-            }
-        })
     }
 }
 
