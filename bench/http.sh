@@ -2,8 +2,10 @@
 # HTTP benchmark: bare axum vs keygate (and optionally the Python original).
 #
 #   bench/http.sh                 bare axum vs keygate, interleaved rounds: a key
-#                                 without limits, with an in-process rate limit,
-#                                 with credits taken in SQLite; and, when
+#                                 without limits (behind the RequireScopes layer,
+#                                 and through the Scoped extractor), with an
+#                                 in-process rate limit, with credits taken in
+#                                 SQLite; and, when
 #                                 PostgreSQL and Redis answer, the same on
 #                                 PostgreSQL with the rate limit in Redis
 #   bench/http.sh --flood         + valid requests under a flood of wrong secrets
@@ -16,7 +18,8 @@
 #      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
 #      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
 #      SKIP_PG=1 (only the SQLite rows).
-# Prints req/s, p50 and p99 per server and the ratios, measured in one run.
+# Prints req/s, p50 and p99 per server and the ratios, measured in one run:
+# of the summed req/s, and the median of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +30,7 @@ for arg in "$@"; do
     --flood) FLOOD=1 ;;
     --keyshield) KEYSHIELD=1 ;;
     --smoke) DURATION=1 ROUNDS=1 CONNS=4 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -85,10 +88,12 @@ start bare 18001 MODE=bare
 start keygate 18002 MODE=keygate DATABASE_URL="sqlite://$WORK/keygate.db"
 BARE_KEY=$(cat "$WORK/bare.key") KG_KEY=$(cat "$WORK/keygate.key")
 
-# label url key-file: what each round loads, in order.
+# label port key-file [path]: what each round loads, in order (path
+# /protected unless given).
 TARGETS=(
   "bare 18001 bare.key"
   "unlimited 18002 keygate.key"
+  "extractor 18002 keygate.key /scoped"
   "rate_local 18002 keygate.key.limited"
   "credits_sqlite 18002 keygate.key.metered"
 )
@@ -109,12 +114,12 @@ fi
 
 # Warm-up: the first verify of a key pays its Argon2 hash; later ones hit the cache.
 for t in "${TARGETS[@]}"; do
-  read -r label port file <<<"$t"
-  load "http://127.0.0.1:$port/protected" "$(cat "$WORK/$file")" 1 >/dev/null
+  read -r label port file path <<<"$t"
+  load "http://127.0.0.1:$port${path:-/protected}" "$(cat "$WORK/$file")" 1 >/dev/null
 done
 echo "keygate idle RSS: $(rss_kb "$PID_keygate") kB"
 
-declare -A SUM P50 P99
+declare -A SUM P50 P99 RPS
 printf '\n%-8s %-15s %10s %10s %10s\n' round target req/s p50_ms p99_ms
 REVERSED=()
 for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do REVERSED+=("${TARGETS[i]}"); done
@@ -124,22 +129,34 @@ for r in $(seq 1 "$ROUNDS"); do
   ORDER=("${TARGETS[@]}")
   [ $((r % 2)) = 0 ] && ORDER=("${REVERSED[@]}")
   for t in "${ORDER[@]}"; do
-    read -r label port file <<<"$t"
-    read -r rps p50 p99 < <(load "http://127.0.0.1:$port/protected" "$(cat "$WORK/$file")")
+    read -r label port file path <<<"$t"
+    read -r rps p50 p99 < <(load "http://127.0.0.1:$port${path:-/protected}" "$(cat "$WORK/$file")")
     printf '%-8s %-15s %10s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
     SUM[$label]=$(( ${SUM[$label]:-0} + rps )) P50[$label]=$p50 P99[$label]=$p99
+    RPS[$label,$r]=$rps
   done
 done
 echo "keygate RSS after load: $(rss_kb "$PID_keygate") kB"
 
+# The ratio of the summed req/s, and the median of the rounds' ratios
+# (each round loads both targets, close in time).
 ratio() { # label baseline goal what
   [ -n "${SUM[$1]:-}" ] && [ -n "${SUM[$2]:-}" ] || return 0
-  awk -v a="${SUM[$2]}" -v b="${SUM[$1]}" -v g="$3" -v w="$4" -v p50="${P50[$1]}" -v p99="${P99[$1]}" \
-    'BEGIN { printf "%-44s %.3f (goal >= %s; last round p50 %s ms, p99 %s ms)\n", w, b/a, g, p50, p99 }'
+  local per_round=""
+  for r in $(seq 1 "$ROUNDS"); do per_round+=" ${RPS[$1,$r]}/${RPS[$2,$r]}"; done
+  awk -v a="${SUM[$2]}" -v b="${SUM[$1]}" -v g="$3" -v w="$4" -v p50="${P50[$1]}" -v p99="${P99[$1]}" -v rounds="$per_round" '
+    BEGIN {
+      n = split(rounds, pairs, " ")
+      for (i = 1; i <= n; i++) { split(pairs[i], x, "/"); q[i] = x[1] / x[2] }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && q[j] < q[j-1]; j--) { t = q[j]; q[j] = q[j-1]; q[j-1] = t }
+      median = n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+      printf "%-48s %.3f, median of rounds %.3f (goal >= %s; last round p50 %s ms, p99 %s ms)\n", w, b/a, median, g, p50, p99
+    }'
 }
 echo
-echo "req/s ratios, summed over the rounds of this run:"
+echo "req/s ratios over the rounds of this run (summed req/s; median of the per-round ratios):"
 ratio unlimited bare 0.95 "key without limits / bare axum"
+ratio extractor bare 0.95 "the same, Scoped extractor (no layer) / bare"
 ratio rate_local bare 0.90 "in-process rate limit / bare axum"
 ratio rate_redis pg_unlimited 0.50 "Redis rate limit / unlimited key (PG)"
 ratio credits_sqlite unlimited 0.25 "credits in SQLite / unlimited key"

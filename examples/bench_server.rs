@@ -4,7 +4,8 @@
 //! `MODE=bare`: `GET /protected` compares the bearer token with a constant.
 //! `MODE=keygate`: the same route behind `RequireScopes(["write"])`, a real
 //! store (`DATABASE_URL`, SQLite by default) and the service's defaults
-//! (Argon2id, cache on). Both answer the same JSON. The key is written to
+//! (Argon2id, cache on); `GET /scoped` is the same route verified by the
+//! `Scoped` extractor instead of the layer. Both answer the same JSON. The key is written to
 //! `KEY_FILE`; keygate also writes a key with a rate limit that is never
 //! reached to `KEY_FILE.limited` (counted in process, or in Redis when
 //! `REDIS_URL` is set) and one with credits that never run out to
@@ -23,7 +24,7 @@ use keygate::{
     ApiKeyService, Credits, HashAlgorithm, NewApiKey, Pepper, RateLimit, MAX_CREDITS,
     MAX_WINDOW_LIMIT,
 };
-use keygate_axum::{RequireScopes, VerifiedKey};
+use keygate_axum::{KeyVerifier, RequireScopes, Scoped, VerifiedKey};
 use keygate_sqlx::SqlRepository;
 use serde_json::json;
 
@@ -35,6 +36,12 @@ fn env(name: &str, default: &str) -> String {
 }
 
 async fn protected(VerifiedKey(key): VerifiedKey) -> Json<serde_json::Value> {
+    Json(json!({"message": "This is protected data", "id": key.id}))
+}
+
+keygate_axum::required_scopes!(Write = ["write"]);
+
+async fn scoped(Scoped(key, _): Scoped<Write>) -> Json<serde_json::Value> {
     Json(json!({"message": "This is protected data", "id": key.id}))
 }
 
@@ -63,9 +70,13 @@ async fn keygate_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error
         .create(bench().with_credits(Credits::new(MAX_CREDITS)))
         .await?;
     std::fs::write(format!("{key_file}.metered"), metered.expose())?;
+    let extractor = Router::new()
+        .route("/scoped", get(scoped))
+        .with_state(KeyVerifier::new(service.clone()));
     Ok(Router::new()
         .route("/protected", get(protected))
-        .route_layer(RequireScopes::new(service, ["write"])))
+        .route_layer(RequireScopes::new(service, ["write"]))
+        .merge(extractor))
 }
 
 fn bare_app(key_file: &str) -> Result<Router, Box<dyn std::error::Error>> {

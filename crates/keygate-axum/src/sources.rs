@@ -163,7 +163,7 @@ impl KeySources {
         }
         if self.x_api_key {
             if let Some(value) = headers.get(X_API_KEY) {
-                let value = header_text(value)?.trim();
+                let value = header_text(value)?.trim_ascii();
                 if !value.is_empty() {
                     return Ok(Some(Cow::Borrowed(value)));
                 }
@@ -216,13 +216,13 @@ fn header_text(value: &axum::http::HeaderValue) -> Result<&str, Error> {
     std::str::from_utf8(value.as_bytes()).map_err(|_| Error::InvalidKey)
 }
 
-/// The token of `Bearer <token>`, scheme case-insensitive, spaces around
-/// the token ignored; `None` for other schemes or an empty token.
+/// The token of `Bearer <token>`, scheme case-insensitive, ASCII spaces
+/// around the token ignored; `None` for other schemes or an empty token.
 fn bearer_token(value: &str) -> Option<&str> {
     const SCHEME: &str = "bearer ";
-    let value = value.trim_start();
+    let value = value.trim_ascii_start();
     let scheme = value.get(..SCHEME.len())?;
-    let token = value[SCHEME.len()..].trim();
+    let token = value[SCHEME.len()..].trim_ascii();
     (scheme.eq_ignore_ascii_case(SCHEME) && !token.is_empty()).then_some(token)
 }
 
@@ -312,6 +312,9 @@ mod tests {
             ("Basic k", None),
             ("Béarer k", None),
             ("", None),
+            ("Bearer \tk\t", Some("k")),
+            // Only ASCII spaces are trimmed: this token then fails parsing.
+            ("Bearer k\u{a0}", Some("k\u{a0}")),
         ] {
             assert_eq!(bearer_token(value), token, "{value:?}");
         }

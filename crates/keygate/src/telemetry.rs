@@ -59,6 +59,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -270,6 +271,8 @@ tokio::task_local! {
 /// # });
 /// ```
 pub async fn capture_verification<F: Future>(fut: F) -> (F::Output, Option<Verification>) {
+    // Counted for as long as the future lives, however it ends.
+    let _capturing = Capturing::enter();
     LAST.scope(Cell::new(None), async move {
         let output = fut.await;
         (output, LAST.with(Cell::get))
@@ -277,9 +280,32 @@ pub async fn capture_verification<F: Future>(fut: F) -> (F::Output, Option<Verif
     .await
 }
 
+/// How many [`capture_verification`] futures exist: while none does, a
+/// verification does not look for one (a task-local look-up costs more
+/// than the rest of the counting).
+static CAPTURING: AtomicUsize = AtomicUsize::new(0);
+
+struct Capturing;
+
+impl Capturing {
+    fn enter() -> Self {
+        CAPTURING.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Hands `seen` to the enclosing [`capture_verification`], or logs it.
 fn note(seen: Verification) {
-    if LAST.try_with(|last| last.set(Some(seen))).is_ok() {
+    // A capture in this task was counted before it began: this thread
+    // sees its own (or the earlier poll's, through the scheduler) count.
+    let capturing = CAPTURING.load(Ordering::Relaxed) > 0;
+    if capturing && LAST.try_with(|last| last.set(Some(seen))).is_ok() {
         return;
     }
     if seen.outcome == Outcome::Ok {

@@ -44,9 +44,8 @@ impl TouchQueue {
     /// True when this use should be recorded: the stored value is older than
     /// the interval (with a zero interval, always).
     pub(crate) fn is_due(&self, key: &ApiKey, now: DateTime<Utc>) -> bool {
-        key.last_used_at.is_none_or(|t| {
-            self.interval.is_zero() || now.signed_duration_since(t) >= self.interval_delta
-        })
+        key.last_used_at
+            .is_none_or(|t| self.interval.is_zero() || elapsed(t, now) >= self.interval_delta)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
@@ -91,5 +90,37 @@ impl TouchQueue {
 
     pub(crate) fn pending_len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// `now - then`, on every verification: within one day only the times of
+/// day are subtracted (chrono's full subtraction works out both dates).
+fn elapsed(then: DateTime<Utc>, now: DateTime<Utc>) -> TimeDelta {
+    let (then, now) = (then.naive_utc(), now.naive_utc());
+    if then.date() == now.date() {
+        now.time().signed_duration_since(then.time())
+    } else {
+        now.signed_duration_since(then)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_is_chrono_s_subtraction_within_a_day_and_across_days() {
+        let at = |s: i64, nanos: u32| DateTime::from_timestamp(s, nanos).unwrap();
+        let midnight = 1_735_689_600; // 2025-01-01
+        let pairs = [
+            (at(midnight + 10, 5), at(midnight + 70, 4)),
+            (at(midnight + 70, 4), at(midnight + 10, 5)),
+            (at(midnight - 30, 999_999_999), at(midnight + 30, 0)),
+            (at(midnight - 86_400 * 40, 1), at(midnight + 86_399, 2)),
+            (at(midnight + 5, 0), at(midnight + 5, 0)),
+        ];
+        for (then, now) in pairs {
+            assert_eq!(elapsed(then, now), now - then, "{then} {now}");
+        }
     }
 }
