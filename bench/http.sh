@@ -14,7 +14,7 @@
 #
 # Rounds alternate the order of the targets (odd rounds as listed, even ones
 # reversed).
-# Env: DURATION (s, default 10), ROUNDS (default 4), CONNS (default 32),
+# Env: DURATION (s, default 5), ROUNDS (default 8), CONNS (default 32),
 #      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
 #      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
 #      SKIP_PG=1 (only the SQLite rows).
@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FLOOD=0 KEYSHIELD=0
-DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-4} CONNS=${CONNS:-32}
+DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-8} CONNS=${CONNS:-32}
 for arg in "$@"; do
   case $arg in
     --flood) FLOOD=1 ;;
