@@ -501,6 +501,45 @@ mod tests {
     }
 
     #[test]
+    fn every_window_is_reported_even_beyond_the_maximum() {
+        // More windows than a key may have (a row edited around the
+        // validation): all are counted and reported.
+        let l = LocalRateLimiter::default();
+        let limits: Vec<RateLimit> = (1..=crate::limits::MAX_RATE_LIMITS as u64 + 1)
+            .map(|i| RateLimit::new(format!("w{i}"), 10 * i, Duration::from_secs(i)))
+            .collect();
+        let RateDecision::Allowed(usage) = l.acquire("k", &limits, 2, 0) else {
+            panic!("every window has room")
+        };
+        let seen: Vec<(&str, u64, u64)> = usage
+            .iter()
+            .map(|w| (w.name.as_str(), w.remaining, w.reset_ms))
+            .collect();
+        let expected: Vec<(String, u64, u64)> = (1..=crate::limits::MAX_RATE_LIMITS as u64 + 1)
+            .map(|i| (format!("w{i}"), 10 * i - 2, 1000 * i))
+            .collect();
+        let expected: Vec<(&str, u64, u64)> = expected
+            .iter()
+            .map(|(n, r, t)| (n.as_str(), *r, *t))
+            .collect();
+        assert_eq!(seen, expected);
+        // Of the windows without room, the one that reopens last is named.
+        let limits = vec![
+            RateLimit::new("long", 1, Duration::from_secs(60)),
+            RateLimit::new("short", 1, Duration::from_secs(1)),
+            RateLimit::new("roomy", 100, Duration::from_secs(3600)),
+        ];
+        assert!(allowed(&l.acquire("j", &limits, 1, 0)));
+        let RateDecision::Limited { window } = l.acquire("j", &limits, 1, 500) else {
+            panic!("two windows are full")
+        };
+        assert_eq!(
+            (window.name.as_str(), window.remaining, window.reset_ms),
+            ("long", 0, 59_500)
+        );
+    }
+
+    #[test]
     fn closed_windows_are_swept() {
         let l = LocalRateLimiter::default();
         let limits = vec![RateLimit::new("s", 1, Duration::from_secs(1))];
