@@ -12,25 +12,27 @@
 #   bench/http.sh --keyshield     + keyshield (FastAPI, CachedApiKeyService) on the same route
 #   bench/http.sh --smoke         one short round, to check the script works
 #
-# Rounds alternate the order of the targets (odd rounds as listed, even ones
-# reversed).
-# Env: DURATION (s, default 5), ROUNDS (default 8), CONNS (default 32),
+# Each round loads bare axum before and after every other target, and each
+# ratio to bare divides by the mean of those two neighbouring loads; rounds
+# alternate the order of the targets (odd rounds as listed, even reversed).
+# Env: DURATION (s, default 3), ROUNDS (default 8), CONNS (default 32),
 #      PG_URL (default postgres://postgres@127.0.0.1:5432/test; the bench uses
 #      its own schema keygate_bench), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
 #      SKIP_PG=1 (only the SQLite rows).
-# Prints req/s, p50 and p99 per server and the ratios, measured in one run:
-# of the summed req/s, and the median of the per-round ratios.
+# Prints req/s, p50 and p99 per load and the ratios, measured in one run:
+# the median of the per-round ratios, that of the summed req/s, and the
+# lowest and highest round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FLOOD=0 KEYSHIELD=0
-DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-8} CONNS=${CONNS:-32}
+DURATION=${DURATION:-3} ROUNDS=${ROUNDS:-8} CONNS=${CONNS:-32}
 for arg in "$@"; do
   case $arg in
     --flood) FLOOD=1 ;;
     --keyshield) KEYSHIELD=1 ;;
     --smoke) DURATION=1 ROUNDS=1 CONNS=4 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -119,42 +121,70 @@ for t in "${TARGETS[@]}"; do
 done
 echo "keygate idle RSS: $(rss_kb "$PID_keygate") kB"
 
-declare -A SUM P50 P99 RPS
+declare -A P50 P99 RPS NEAR
 printf '\n%-8s %-15s %10s %10s %10s\n' round target req/s p50_ms p99_ms
+# Each round loads bare axum before and after every other target (bare, T1,
+# bare, T2, …, bare): a target's ratio to bare uses the mean of the two bare
+# loads around it, seconds apart, so the machine's drift (this box's speed
+# moves by several percent within a minute) cancels to first order.
+OTHERS=("${TARGETS[@]:1}")
 REVERSED=()
-for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do REVERSED+=("${TARGETS[i]}"); done
+for ((i = ${#OTHERS[@]} - 1; i >= 0; i--)); do REVERSED+=("${OTHERS[i]}"); done
+bare_round() { # round
+  local rps p50 p99
+  read -r rps p50 p99 < <(load http://127.0.0.1:18001/protected "$BARE_KEY")
+  printf '%-8s %-15s %10s %10s %10s\n' "$1" bare "$rps" "$p50" "$p99"
+  P50[bare]=$p50 P99[bare]=$p99 BARE_RPS=$rps
+}
 for r in $(seq 1 "$ROUNDS"); do
   # Even rounds run the targets in reverse order: no target always follows
   # the same one (a server just loaded, a warm or cold CPU).
-  ORDER=("${TARGETS[@]}")
+  ORDER=("${OTHERS[@]}")
   [ $((r % 2)) = 0 ] && ORDER=("${REVERSED[@]}")
+  bare_round "$r"
+  before=$BARE_RPS
   for t in "${ORDER[@]}"; do
     read -r label port file path <<<"$t"
     read -r rps p50 p99 < <(load "http://127.0.0.1:$port${path:-/protected}" "$(cat "$WORK/$file")")
     printf '%-8s %-15s %10s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
-    SUM[$label]=$(( ${SUM[$label]:-0} + rps )) P50[$label]=$p50 P99[$label]=$p99
-    RPS[$label,$r]=$rps
+    P50[$label]=$p50 P99[$label]=$p99 RPS[$label,$r]=$rps
+    bare_round "$r"
+    NEAR[$label,$r]=$(( (before + BARE_RPS) / 2 ))
+    before=$BARE_RPS
   done
 done
 echo "keygate RSS after load: $(rss_kb "$PID_keygate") kB"
 
-# The ratio of the summed req/s, and the median of the rounds' ratios
-# (each round loads both targets, close in time).
+# Against bare: each round's req/s over the mean of the bare loads just
+# before and after it. Against another target: the quotient of the two
+# (each first taken against its own bare neighbours). Printed as the
+# median over the rounds, and of the req/s summed over the rounds.
 ratio() { # label baseline goal what
-  [ -n "${SUM[$1]:-}" ] && [ -n "${SUM[$2]:-}" ] || return 0
-  local per_round=""
-  for r in $(seq 1 "$ROUNDS"); do per_round+=" ${RPS[$1,$r]}/${RPS[$2,$r]}"; done
-  awk -v a="${SUM[$2]}" -v b="${SUM[$1]}" -v g="$3" -v w="$4" -v p50="${P50[$1]}" -v p99="${P99[$1]}" -v rounds="$per_round" '
+  [ -n "${RPS[$1,1]:-}" ] || return 0
+  [ "$2" = bare ] || [ -n "${RPS[$2,1]:-}" ] || return 0
+  local rounds=""
+  for r in $(seq 1 "$ROUNDS"); do
+    if [ "$2" = bare ]; then
+      rounds+=" ${RPS[$1,$r]}:${NEAR[$1,$r]}:1:1"
+    else
+      rounds+=" ${RPS[$1,$r]}:${NEAR[$1,$r]}:${RPS[$2,$r]}:${NEAR[$2,$r]}"
+    fi
+  done
+  awk -v g="$3" -v w="$4" -v p50="${P50[$1]}" -v p99="${P99[$1]}" -v rounds="$rounds" '
     BEGIN {
-      n = split(rounds, pairs, " ")
-      for (i = 1; i <= n; i++) { split(pairs[i], x, "/"); q[i] = x[1] / x[2] }
+      n = split(rounds, rs, " ")
+      for (i = 1; i <= n; i++) {
+        split(rs[i], x, ":")
+        q[i] = (x[1] / x[2]) / (x[3] / x[4])
+        a += x[1]; b += (x[4] == 1 ? x[2] : x[3])
+      }
       for (i = 2; i <= n; i++) for (j = i; j > 1 && q[j] < q[j-1]; j--) { t = q[j]; q[j] = q[j-1]; q[j-1] = t }
       median = n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
-      printf "%-48s %.3f, median of rounds %.3f (goal >= %s; last round p50 %s ms, p99 %s ms)\n", w, b/a, median, g, p50, p99
+      printf "%-48s %.3f, summed %.3f, rounds %.3f..%.3f (goal >= %s; last round p50 %s ms, p99 %s ms)\n", w, median, a/b, q[1], q[n], g, p50, p99
     }'
 }
 echo
-echo "req/s ratios over the rounds of this run (summed req/s; median of the per-round ratios):"
+echo "req/s ratios over the $ROUNDS rounds of this run (median of the rounds; of the summed req/s; lowest..highest round):"
 ratio unlimited bare 0.95 "key without limits / bare axum"
 ratio extractor bare 0.95 "the same, Scoped extractor (no layer) / bare"
 ratio rate_local bare 0.90 "in-process rate limit / bare axum"

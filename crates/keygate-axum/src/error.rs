@@ -225,8 +225,17 @@ impl IntoResponse for ApiError {
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining` (given) and `RateLimit-Reset`
-/// of `window`, their digits in one shared buffer.
+/// of `window`.
 pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, window: &WindowUsage, remaining: u64) {
+    let [limit, remaining, reset] = rate_limit_values(window, remaining);
+    headers.insert(RATELIMIT_LIMIT, limit);
+    headers.insert(RATELIMIT_REMAINING, remaining);
+    headers.insert(RATELIMIT_RESET, reset);
+}
+
+/// The values of `RateLimit-Limit`, `RateLimit-Remaining` (given) and
+/// `RateLimit-Reset` of `window`, their digits in one shared buffer.
+pub(crate) fn rate_limit_values(window: &WindowUsage, remaining: u64) -> [HeaderValue; 3] {
     let reset = seconds_up(Duration::from_millis(window.reset_ms));
     let (mut b0, mut b1, mut b2) = (
         itoa::Buffer::new(),
@@ -248,9 +257,7 @@ pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, window: &WindowUsage, r
     let value = |range: std::ops::Range<usize>| {
         HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or(HeaderValue::from_static("0"))
     };
-    headers.insert(RATELIMIT_LIMIT, value(0..a));
-    headers.insert(RATELIMIT_REMAINING, value(a..b));
-    headers.insert(RATELIMIT_RESET, value(b..text.len()));
+    [value(0..a), value(a..b), value(b..text.len())]
 }
 
 /// A duration as whole seconds, rounded up, at least 1: a client that waits

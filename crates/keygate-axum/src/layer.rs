@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::http::header::Entry;
 use axum::http::{HeaderMap, Request, Response, Uri};
 use axum::response::IntoResponse;
 use axum::BoxError;
 use keygate::{ApiKey, ApiKeyService, Error, FieldError, Usage, Verified, MAX_COST};
 use tower::{Layer, Service};
 
-use crate::error::{insert_rate_limit, ApiError, RATELIMIT_LIMIT};
+use crate::error::{
+    rate_limit_values, ApiError, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET,
+};
 use crate::extract::VerifiedKey;
 use crate::sources::KeySources;
 
@@ -516,11 +519,17 @@ where
 /// of every request stays as small as without limits.
 #[inline(never)]
 fn add_rate_limit_headers(response: &mut Response<Body>, usage: &Usage) {
-    let headers = response.headers_mut();
-    if headers.contains_key(RATELIMIT_LIMIT) {
+    let Some(window) = usage.tightest() else {
         return;
-    }
-    if let Some(window) = usage.tightest() {
-        insert_rate_limit(headers, window, window.remaining);
-    }
+    };
+    let headers = response.headers_mut();
+    // One look-up both tells whether the inner service set a limit and
+    // places ours.
+    let Entry::Vacant(slot) = headers.entry(RATELIMIT_LIMIT) else {
+        return;
+    };
+    let [limit, remaining, reset] = rate_limit_values(window, window.remaining);
+    slot.insert(limit);
+    headers.insert(RATELIMIT_REMAINING, remaining);
+    headers.insert(RATELIMIT_RESET, reset);
 }

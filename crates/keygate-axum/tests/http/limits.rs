@@ -23,7 +23,8 @@ use crate::support::{key, Call, Reply, PEPPER};
 
 const START: &str = "2030-05-17T12:00:00Z";
 
-/// The full app plus `/read` (scope `read`, cost 1), `/export` (scope
+/// The full app plus `/read` (scope `read`, cost 1), `/own` (the same,
+/// its handler setting `RateLimit-Limit: 7`), `/export` (scope
 /// `read`, cost 5) and `/typed` (`Scoped<Expensive>`, cost 5), over an
 /// in-memory store and a manual clock.
 struct App {
@@ -52,8 +53,13 @@ impl App {
         async fn typed(Scoped(_, _): Scoped<Expensive>) -> &'static str {
             "typed"
         }
+        // A handler that describes a limit of its own.
+        async fn own() -> ([(&'static str, &'static str); 1], &'static str) {
+            ([("ratelimit-limit", "7")], "own")
+        }
         let protected = Router::new()
             .route("/read", get(ok))
+            .route("/own", get(own))
             .route_layer(RequireScopes::new(service.clone(), ["read"]))
             .merge(
                 Router::new()
@@ -293,6 +299,26 @@ async fn successes_describe_the_tightest_window_and_only_for_rate_limited_keys()
     assert_eq!(
         limit_headers(&listed),
         [None, Some("3"), Some("2"), Some("60")]
+    );
+}
+
+#[tokio::test]
+async fn a_handler_that_sets_its_own_ratelimit_limit_keeps_its_headers() {
+    let app = App::new().await;
+    let (_, limited) = app
+        .create(
+            "limited",
+            json!({"rate_limits": [{"name": "minute", "limit": 10, "window_ms": 60_000}]}),
+        )
+        .await;
+    let own = app.call("/own", &limited).await;
+    assert_ok(&own);
+    assert_eq!(limit_headers(&own), [None, Some("7"), None, None]);
+    // The request was still counted: the next one on another route says so.
+    let read = app.call("/read", &limited).await;
+    assert_eq!(
+        limit_headers(&read),
+        [None, Some("10"), Some("8"), Some("60")]
     );
 }
 
