@@ -8,6 +8,8 @@
 //! (`keygate::telemetry::prometheus`).
 //!
 //! `cargo bench -p keygate-axum --bench layer`
+// criterion_group! declares an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

@@ -117,22 +117,9 @@ impl ApiError {
     /// ```
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Keygate(e) => match e {
-                Error::KeyNotProvided | Error::InvalidKey | Error::KeyNotFound => {
-                    StatusCode::UNAUTHORIZED
-                }
-                Error::KeyInactive | Error::KeyExpired | Error::InvalidScopes { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-                Error::RateLimited { .. } | Error::UsageExceeded { .. } => {
-                    StatusCode::TOO_MANY_REQUESTS
-                }
-                Error::NotFound => StatusCode::NOT_FOUND,
-                Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::Conflict(_) => StatusCode::CONFLICT,
-                Error::StoreUnavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            Self::Keygate(e) => {
+                keygate_reply(e).map_or(StatusCode::INTERNAL_SERVER_ERROR, |r| r.status)
+            }
             Self::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,81 +133,147 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+/// What a keygate error answers: status, `detail` and headers, declared
+/// together.
+struct Reply {
+    status: StatusCode,
+    detail: Value,
+    /// `WWW-Authenticate`.
+    challenge: Option<HeaderValue>,
+    retry_after: Option<HeaderValue>,
+    /// The full window of a 429, for its `RateLimit-*` headers.
+    full_window: Option<WindowUsage>,
+}
+
+impl Reply {
+    fn new(status: StatusCode, detail: &str) -> Self {
+        Self::with_detail(status, json!(detail))
+    }
+
+    fn with_detail(status: StatusCode, detail: Value) -> Self {
+        Self {
+            status,
+            detail,
+            challenge: None,
+            retry_after: None,
+            full_window: None,
+        }
+    }
+
+    fn challenge(mut self, value: HeaderValue) -> Self {
+        self.challenge = Some(value);
+        self
+    }
+
+    fn retry_after(mut self, value: Option<HeaderValue>) -> Self {
+        self.retry_after = value;
+        self
+    }
+
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut challenge: Option<HeaderValue> = None;
-        let mut retry_after: Option<HeaderValue> = None;
-        let mut full_window: Option<WindowUsage> = None;
-        let detail: Value = match self {
-            Self::Keygate(e) => match &e {
-                Error::KeyNotProvided => {
-                    challenge = Some(HeaderValue::from_static("Bearer"));
-                    json!("API key missing")
-                }
-                Error::InvalidKey | Error::KeyNotFound => {
-                    challenge = Some(HeaderValue::from_static(r#"Bearer error="invalid_token""#));
-                    json!("API key invalid")
-                }
-                Error::KeyInactive => json!("API key inactive"),
-                Error::KeyExpired => json!("API key expired"),
-                Error::InvalidScopes { required, .. } => {
-                    challenge = Some(scope_challenge(required));
-                    json!(e.to_string())
-                }
-                Error::RateLimited {
-                    retry_after: wait,
-                    window,
-                } => {
-                    retry_after = Some(whole_seconds(*wait));
-                    full_window = Some(window.clone());
-                    json!("API key rate limit exceeded")
-                }
-                Error::UsageExceeded { retry_after: wait } => {
-                    // Only when a refill is scheduled: otherwise waiting
-                    // does not help.
-                    retry_after = wait.map(whole_seconds);
-                    json!("API key usage exceeded")
-                }
-                Error::NotFound => json!("API key not found"),
-                Error::Validation(errors) => field_errors("body", errors),
-                Error::Conflict(reason) => {
-                    tracing::info!(%reason, "conflicting API key write refused");
-                    json!("API key already exists")
-                }
-                Error::StoreUnavailable(reason) => {
-                    tracing::error!(%reason, "API key store unavailable");
-                    json!("API key store unavailable")
-                }
-                Error::Overloaded => {
-                    retry_after = Some(HeaderValue::from_static("1"));
-                    json!("Server busy: too many keys waiting to be checked, retry shortly")
-                }
-                other => {
-                    // Store and hash failures may carry internals: log, never answer them.
-                    tracing::error!(error = %other, "internal error in keygate");
-                    json!("Internal server error")
-                }
-            },
-            Self::InvalidQuery(errors) => field_errors("query", &errors),
-            Self::BadRequest { detail, .. } => json!(detail),
-            Self::Internal(reason) => {
-                tracing::error!(%reason, "internal error");
-                json!("Internal server error")
-            }
-        };
-        let mut response = (status, Json(json!({ "detail": detail }))).into_response();
-        if let Some(value) = challenge {
-            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        let mut response = (self.status, Json(json!({ "detail": self.detail }))).into_response();
+        let headers = response.headers_mut();
+        if let Some(value) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, value);
         }
-        if let Some(value) = retry_after {
-            response.headers_mut().insert(RETRY_AFTER, value);
+        if let Some(value) = self.retry_after {
+            headers.insert(RETRY_AFTER, value);
         }
-        if let Some(window) = full_window {
+        if let Some(window) = self.full_window {
             // The refused request took nothing; the window has no room for it.
-            insert_rate_limit(response.headers_mut(), &window, 0);
+            insert_rate_limit(headers, &window, 0);
         }
         response
+    }
+}
+
+/// The one table from keygate's errors to HTTP (SPEC §6 and §12). `None`
+/// for a variant added to [`keygate::Error`] (non-exhaustive) after this
+/// table: it answers 500 and is logged as unmapped, and the test over
+/// `keygate::testing::every_error` fails until it has a row.
+fn keygate_reply(e: &Error) -> Option<Reply> {
+    use StatusCode as S;
+    Some(match e {
+        Error::KeyNotProvided => Reply::new(S::UNAUTHORIZED, "API key missing")
+            .challenge(HeaderValue::from_static("Bearer")),
+        Error::InvalidKey | Error::KeyNotFound => Reply::new(S::UNAUTHORIZED, "API key invalid")
+            .challenge(HeaderValue::from_static(r#"Bearer error="invalid_token""#)),
+        Error::KeyInactive => Reply::new(S::FORBIDDEN, "API key inactive"),
+        Error::KeyExpired => Reply::new(S::FORBIDDEN, "API key expired"),
+        Error::InvalidScopes { required, .. } => {
+            Reply::new(S::FORBIDDEN, &e.to_string()).challenge(scope_challenge(required))
+        }
+        Error::RateLimited {
+            retry_after,
+            window,
+        } => Reply {
+            full_window: Some(window.clone()),
+            ..Reply::new(S::TOO_MANY_REQUESTS, "API key rate limit exceeded")
+                .retry_after(Some(whole_seconds(*retry_after)))
+        },
+        // `Retry-After` only when a refill is scheduled: otherwise waiting
+        // does not help.
+        Error::UsageExceeded { retry_after } => {
+            Reply::new(S::TOO_MANY_REQUESTS, "API key usage exceeded")
+                .retry_after(retry_after.map(whole_seconds))
+        }
+        Error::NotFound => Reply::new(S::NOT_FOUND, "API key not found"),
+        Error::Validation(errors) => {
+            Reply::with_detail(S::UNPROCESSABLE_ENTITY, field_errors("body", errors))
+        }
+        Error::Conflict(_) => Reply::new(S::CONFLICT, "API key already exists"),
+        Error::StoreUnavailable(_) => {
+            Reply::new(S::SERVICE_UNAVAILABLE, "API key store unavailable")
+        }
+        Error::Overloaded => Reply::new(
+            S::SERVICE_UNAVAILABLE,
+            "Server busy: too many keys waiting to be checked, retry shortly",
+        )
+        .retry_after(Some(HeaderValue::from_static("1"))),
+        // Store and hash failures may carry internals: logged, never answered.
+        Error::Store(_) | Error::Hash(_) => Reply::new(S::INTERNAL_SERVER_ERROR, INTERNAL),
+        _ => return None,
+    })
+}
+
+/// The `detail` of every 500.
+const INTERNAL: &str = "Internal server error";
+
+/// What the server log says of a keygate error it answers.
+fn log(e: &Error) {
+    match e {
+        Error::Conflict(reason) => tracing::info!(%reason, "conflicting API key write refused"),
+        Error::StoreUnavailable(reason) => tracing::error!(%reason, "API key store unavailable"),
+        Error::Store(_) | Error::Hash(_) => {
+            tracing::error!(error = %e, "internal error in keygate")
+        }
+        _ => {}
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Keygate(e) => {
+                log(&e);
+                keygate_reply(&e)
+                    .unwrap_or_else(|| {
+                        tracing::error!(error = %e, "keygate error without an HTTP mapping");
+                        Reply::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
+                    })
+                    .into_response()
+            }
+            Self::InvalidQuery(errors) => Reply::with_detail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                field_errors("query", &errors),
+            )
+            .into_response(),
+            Self::BadRequest { status, detail } => Reply::new(status, &detail).into_response(),
+            Self::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                Reply::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL).into_response()
+            }
+        }
     }
 }
 
@@ -420,5 +473,79 @@ mod tests {
         assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(spent.headers().get(RETRY_AFTER).is_none());
         assert!(spent.headers().get(RATELIMIT_LIMIT).is_none());
+    }
+
+    /// Every variant of `keygate::Error` has a row in the table, and the
+    /// response says what the SPEC says: status, `detail`, headers.
+    #[tokio::test]
+    async fn every_keygate_error_has_its_status_detail_and_headers() {
+        use axum::body::to_bytes;
+        let all = keygate::testing::every_error();
+        let mut seen = std::collections::HashSet::new();
+        for e in all {
+            let name = format!("{e:?}");
+            let name = name
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap()
+                .to_owned();
+            assert!(keygate_reply(&e).is_some(), "{name} has no HTTP mapping");
+            let (status, detail, headers): (u16, &str, &[(&str, &str)]) = match name.as_str() {
+                "KeyNotProvided" => (401, "API key missing", &[("www-authenticate", "Bearer")]),
+                "InvalidKey" | "KeyNotFound" => (
+                    401,
+                    "API key invalid",
+                    &[("www-authenticate", r#"Bearer error="invalid_token""#)],
+                ),
+                "KeyInactive" => (403, "API key inactive", &[]),
+                "KeyExpired" => (403, "API key expired", &[]),
+                "InvalidScopes" => (
+                    403,
+                    "API key missing required scopes 'read', 'write'",
+                    &[(
+                        "www-authenticate",
+                        r#"Bearer error="insufficient_scope", scope="read write""#,
+                    )],
+                ),
+                "RateLimited" => (
+                    429,
+                    "API key rate limit exceeded",
+                    &[
+                        ("retry-after", "2"),
+                        ("ratelimit-limit", "100"),
+                        ("ratelimit-remaining", "0"),
+                        ("ratelimit-reset", "2"),
+                    ],
+                ),
+                "UsageExceeded" => (429, "API key usage exceeded", &[("retry-after", "60")]),
+                "NotFound" => (404, "API key not found", &[]),
+                "Validation" => (422, "", &[]),
+                "Conflict" => (409, "API key already exists", &[]),
+                "StoreUnavailable" => (503, "API key store unavailable", &[]),
+                "Store" | "Hash" => (500, "Internal server error", &[]),
+                "Overloaded" => (
+                    503,
+                    "Server busy: too many keys waiting to be checked, retry shortly",
+                    &[("retry-after", "1")],
+                ),
+                other => panic!("no expected response for keygate::Error::{other}"),
+            };
+            seen.insert(name.clone());
+            let api = ApiError::from(e);
+            assert_eq!(api.status().as_u16(), status, "{name}");
+            let response = api.into_response();
+            assert_eq!(response.status().as_u16(), status, "{name}");
+            for (header, value) in headers {
+                assert_eq!(response.headers()[*header], *value, "{name} {header}");
+            }
+            let body = to_bytes(response.into_body(), 64 * 1024).await.unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            if name == "Validation" {
+                assert_eq!(body["detail"][0]["loc"], json!(["body", "name"]), "{body}");
+            } else {
+                assert_eq!(body, json!({ "detail": detail }), "{name}");
+            }
+        }
+        assert_eq!(seen.len(), 15, "{seen:?}");
     }
 }

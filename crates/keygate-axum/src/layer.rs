@@ -381,6 +381,58 @@ pub struct RequireScopesService<S> {
     guard: Arc<RequireScopes>,
 }
 
+impl<S> RequireScopesService<S> {
+    /// The wrapped service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let protected = keygate_axum::RequireScopes::new(service, ["read"]).layer(42_u32);
+    /// assert_eq!(*protected.get_ref(), 42);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let mut protected = keygate_axum::RequireScopes::new(service, ["read"]).layer(1_u32);
+    /// *protected.get_mut() += 1;
+    /// assert_eq!(protected.into_inner(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let protected = keygate_axum::RequireScopes::new(service, ["read"]).layer("inner");
+    /// assert_eq!(protected.into_inner(), "inner");
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer's settings: scopes, cost, key sources.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// # let service = keygate::ApiKeyService::builder(keygate::InMemoryRepository::new()).fast_hashing().build().unwrap();
+    /// let protected = keygate_axum::RequireScopes::new(service, ["read"]).cost(3).layer(());
+    /// assert_eq!(protected.layer().scopes(), ["read"]);
+    /// assert_eq!(protected.layer().request_cost(), 3);
+    /// ```
+    pub fn layer(&self) -> &RequireScopes {
+        &self.guard
+    }
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<S>

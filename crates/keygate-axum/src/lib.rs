@@ -36,7 +36,7 @@
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod audit;
 mod credits;

@@ -67,7 +67,7 @@ validation, database unreachable, ...) with a one-line reason on stderr,
 /// Manage API keys: issue them, store only their hashes, verify them with scopes.
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, after_long_help = AFTER_HELP)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -76,7 +76,7 @@ pub struct Cli {
 
 /// Options every command accepts.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Database URL [default: sqlite://keygate.db]
     ///
     /// `sqlite://PATH` (the file is created if missing), `sqlite::memory:`
@@ -139,7 +139,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a key and print it (the plaintext key is shown only this once)
     ///
     /// Only a hash of the secret is stored: copy the key from this output, it
@@ -239,13 +239,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     #[command(subcommand)]
     pub command: PolicyCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Check a policy file: exit 0 with a summary, or 1 with `FILE:LINE: reason`
     ///
     /// Checks what `serve --policy` checks at start and on SIGHUP: TOML
@@ -257,14 +257,14 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PolicyCheckArgs {
+pub(crate) struct PolicyCheckArgs {
     /// The policy file (TOML)
     #[arg(value_name = "FILE")]
     pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Human-readable name (1 to 128 characters)
     #[arg(long)]
     pub name: String,
@@ -335,7 +335,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PageArgs {
+pub(crate) struct PageArgs {
     /// Maximum number of keys to print
     #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub limit: u64,
@@ -345,14 +345,14 @@ pub struct PageArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct IdArg {
+pub(crate) struct IdArg {
     /// The key's entity id (32 hex characters, the `id` column; not the key id)
     pub id: String,
 }
 
 /// The entity id of a key that `delete` or `deactivate` takes out of service.
 #[derive(Debug, Args)]
-pub struct ForceIdArgs {
+pub(crate) struct ForceIdArgs {
     /// The key's entity id (32 hex characters, the `id` column; not the key id)
     pub id: String,
     /// Go ahead even if this is the last active admin key
@@ -368,7 +368,7 @@ pub struct ForceIdArgs {
 
 /// `delete`: the entity id, `--force` and `--yes`.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// The key's entity id (32 hex characters, the `id` column; not the key id)
     pub id: String,
     /// Go ahead even if this is the last active admin key
@@ -389,7 +389,7 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Args)]
 #[command(group = ArgGroup::new("which").required(true))]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// Entity id, key id, or a whole key; `-` reads it from stdin
     ///
     /// 32 hex characters: the entity id. 16 hex characters: the public key
@@ -405,7 +405,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 #[command(group = ArgGroup::new("change").required(true).multiple(true))]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The key's entity id (32 hex characters)
     pub id: String,
     /// New name (1 to 128 characters)
@@ -521,7 +521,7 @@ pub struct UpdateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     /// The key's entity id (32 hex characters)
     pub id: String,
     /// How long the previous secret keeps working [default: 0]
@@ -541,7 +541,7 @@ pub struct RotateArgs {
 
 #[derive(Debug, Args)]
 #[command(group = ArgGroup::new("how").required(true))]
-pub struct CreditsArgs {
+pub(crate) struct CreditsArgs {
     /// The key's entity id (32 hex characters) or key id (16 hex characters)
     #[arg(value_name = "ID_OR_KEY_ID")]
     pub id: String,
@@ -569,7 +569,7 @@ pub struct CreditsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct EventsArgs {
+pub(crate) struct EventsArgs {
     /// Only this key's events (entity id or key id), oldest first; also for a deleted key
     ///
     /// Without it, the whole audit log, newest first.
@@ -590,7 +590,7 @@ pub struct EventsArgs {
 
 /// Audit actions, named as in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EventAction {
+pub(crate) enum EventAction {
     Create,
     Update,
     Delete,
@@ -600,7 +600,7 @@ pub enum EventAction {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The plaintext key to check; `-` reads it from stdin
     ///
     /// Reading from stdin keeps the key out of your shell history and out of
@@ -628,7 +628,7 @@ pub struct VerifyArgs {
 
 /// The filters of `search` and `count`; all optional, combined with AND.
 #[derive(Debug, Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Only active keys
     #[arg(long, conflicts_with = "inactive", help_heading = "Filters")]
     pub active: bool,
@@ -713,7 +713,7 @@ pub struct FilterArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SearchArgs {
+pub(crate) struct SearchArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Column to sort by
@@ -736,7 +736,7 @@ pub struct SearchArgs {
 /// Sort columns, named as in the database and the HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
-pub enum OrderColumn {
+pub(crate) enum OrderColumn {
     Id,
     Name,
     CreatedAt,
@@ -747,7 +747,7 @@ pub enum OrderColumn {
 }
 
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// Name of the environment variable to print
     ///
     /// Services load every `API_KEY_*` variable as one key named after the
@@ -757,7 +757,7 @@ pub struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on: IP:PORT or HOST:PORT
     ///
     /// Use `0.0.0.0:8000` to accept connections from other machines (put TLS
@@ -913,7 +913,7 @@ fn idle_minutes(raw: &str) -> Result<u64, String> {
 
 /// `serve --invalidation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Invalidation {
+pub(crate) enum Invalidation {
     /// Every push channel available
     Auto,
     /// PostgreSQL LISTEN/NOTIFY only
@@ -925,7 +925,7 @@ pub enum Invalidation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines
     Text,
     /// One JSON object per line
@@ -1101,7 +1101,7 @@ fn parse_actor(raw: &str) -> Result<String, String> {
 
 /// A refill of `--refill N/INTERVAL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refill {
+pub(crate) struct Refill {
     pub amount: u64,
     pub interval: RefillInterval,
 }

@@ -15,7 +15,7 @@ use crate::{serve, store};
 
 /// Runs `cli`. Errors are domain or environment failures (exit 1); usage
 /// errors never get here, clap reports them (exit 2).
-pub async fn run(cli: Cli) -> Result<Report> {
+pub(crate) async fn run(cli: Cli) -> Result<Report> {
     let Cli { global, command } = cli;
     let command = match command {
         Command::Generate(args) => return Ok(offline::generate(args)),

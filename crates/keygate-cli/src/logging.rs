@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 
 /// Installs the subscriber. `serve` is `Some(format)`.
-pub fn init(serve: Option<LogFormat>) {
+pub(crate) fn init(serve: Option<LogFormat>) {
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let filter = match (from_env, serve) {
         (Some(directives), _) => EnvFilter::new(directives),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::table::{sanitize, Cell, Rendered, Table};
 
 /// The result of a command, before formatting.
-pub enum Report {
+pub(crate) enum Report {
     /// A new key: with `Rotated`, the only reports that carry a plaintext
     /// key of a stored key.
     Created { entity: ApiKey, key: PlainKey },
@@ -61,13 +61,13 @@ pub enum Report {
 
 impl Report {
     /// Renders for stdout: tables fit the terminal when stdout is one.
-    pub fn render(&self, json: bool) -> String {
+    pub(crate) fn render(&self, json: bool) -> String {
         self.render_for(json, terminal_width())
     }
 
     /// Renders with tables fitted into `width` columns (`None`: one line
     /// per row, however wide).
-    pub fn render_for(&self, json: bool, width: Option<usize>) -> String {
+    pub(crate) fn render_for(&self, json: bool, width: Option<usize>) -> String {
         if json {
             match self.to_json() {
                 Some(v) => format!("{v}\n"),
@@ -246,7 +246,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// Writes to stdout. Colour codes are stripped unless stdout is a terminal
 /// and NO_COLOR is unset (anstream decides). A closed pipe is not an error.
-pub fn print(text: &str) -> std::io::Result<()> {
+pub(crate) fn print(text: &str) -> std::io::Result<()> {
     let mut out = anstream::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -35,7 +35,7 @@ use limits::{CapSource, Limits};
 /// Environment variable that turns production mode on when set to `production`.
 const ENV_VAR: &str = "KEYGATE_ENV";
 
-pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
+pub(crate) async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
     let production = args.production
         || std::env::var(ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("production"));
     let pepper = store::pepper(global)?;

@@ -10,7 +10,7 @@ use crate::cli::GlobalArgs;
 
 /// The pepper from `--pepper` / `API_KEY_PEPPER`, else the placeholder.
 /// Callers decide how to report the placeholder.
-pub fn pepper(global: &GlobalArgs) -> Result<Pepper> {
+pub(crate) fn pepper(global: &GlobalArgs) -> Result<Pepper> {
     match global.pepper.as_deref() {
         Some(p) if !p.is_empty() => Ok(Pepper::new(p)?),
         _ => Ok(Pepper::placeholder()),
@@ -19,7 +19,7 @@ pub fn pepper(global: &GlobalArgs) -> Result<Pepper> {
 
 /// Connects and applies pending migrations (idempotent), so a fresh SQLite
 /// file or an empty database is usable by every command.
-pub async fn open_repository(global: &GlobalArgs) -> Result<SqlRepository> {
+pub(crate) async fn open_repository(global: &GlobalArgs) -> Result<SqlRepository> {
     let shown = redact(&global.database_url);
     let repo = SqlRepository::connect(&global.database_url)
         .await
@@ -35,7 +35,7 @@ pub async fn open_repository(global: &GlobalArgs) -> Result<SqlRepository> {
 /// the database running at …?`) rather than after the pool's 5-second
 /// acquire timeout as `pool timed out`. `serve` opens its database with
 /// [`open_repository`] directly.
-pub async fn open_command_repository(global: &GlobalArgs) -> Result<SqlRepository> {
+pub(crate) async fn open_command_repository(global: &GlobalArgs) -> Result<SqlRepository> {
     probe(&global.database_url).await?;
     open_repository(global).await
 }
@@ -121,7 +121,7 @@ fn server_address(url: &str) -> Option<(String, u16)> {
 /// The service one-shot commands use: no verification cache (the process
 /// lives for one operation). The caller flushes `last_used_at`, then closes
 /// the returned repository (a cheap handle on the same pool) before exit.
-pub async fn open_service(global: &GlobalArgs) -> Result<(ApiKeyService, SqlRepository)> {
+pub(crate) async fn open_service(global: &GlobalArgs) -> Result<(ApiKeyService, SqlRepository)> {
     let pepper = pepper(global)?;
     if pepper.is_placeholder() {
         // Through tracing (RUST_LOG=warn shows it). Commands that write or
@@ -141,7 +141,7 @@ pub async fn open_service(global: &GlobalArgs) -> Result<(ApiKeyService, SqlRepo
 }
 
 /// The URL with any password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

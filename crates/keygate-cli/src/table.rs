@@ -22,14 +22,14 @@ const GAP: u16 = 2;
 const WRAP_FLOOR: usize = 16;
 
 /// One cell: text plus how to style it on a terminal.
-pub struct Cell {
+pub(crate) struct Cell {
     text: String,
     style: Style,
 }
 
 impl Cell {
     /// A cell with the given style.
-    pub fn styled(text: impl Into<String>, style: Style) -> Self {
+    pub(crate) fn styled(text: impl Into<String>, style: Style) -> Self {
         Self {
             text: sanitize(&text.into()),
             style,
@@ -88,7 +88,7 @@ impl From<&str> for Cell {
 
 /// A table with an optional header row.
 #[derive(Default)]
-pub struct Table {
+pub(crate) struct Table {
     header: Option<Vec<Cell>>,
     rows: Vec<Vec<Cell>>,
     /// Columns left out, first to last, while the table does not fit.
@@ -98,14 +98,14 @@ pub struct Table {
 }
 
 /// A rendered table, and the header names of the columns left out to fit.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub text: String,
     pub hidden: Vec<String>,
 }
 
 impl Table {
     /// A table whose first row is a bold header.
-    pub fn with_header<const N: usize>(names: [&str; N]) -> Self {
+    pub(crate) fn with_header<const N: usize>(names: [&str; N]) -> Self {
         let bold = Style::new().bold();
         Self {
             header: Some(names.iter().map(|n| Cell::styled(*n, bold)).collect()),
@@ -115,26 +115,26 @@ impl Table {
 
     /// Columns (by index) that may be left out when the table is wider
     /// than its width, the first named first.
-    pub fn optional(mut self, columns: &[usize]) -> Self {
+    pub(crate) fn optional(mut self, columns: &[usize]) -> Self {
         self.optional = columns.to_vec();
         self
     }
 
     /// Columns (by index) that never wrap: ids, key ids, times.
-    pub fn whole(mut self, columns: &[usize]) -> Self {
+    pub(crate) fn whole(mut self, columns: &[usize]) -> Self {
         self.whole = columns.to_vec();
         self
     }
 
     /// Appends a row.
-    pub fn row(&mut self, cells: Vec<Cell>) {
+    pub(crate) fn row(&mut self, cells: Vec<Cell>) {
         self.rows.push(cells);
     }
 
     /// Renders the table within `width` columns (`None`: no limit, one
     /// line per row). Columns are separated by two blanks; no line ends
     /// with blanks.
-    pub fn render_within(&self, width: Option<usize>) -> Rendered {
+    pub(crate) fn render_within(&self, width: Option<usize>) -> Rendered {
         let all: Vec<&Vec<Cell>> = self.header.iter().chain(self.rows.iter()).collect();
         let columns = all.iter().map(|r| r.len()).max().unwrap_or(0);
         if columns == 0 {
@@ -236,7 +236,7 @@ impl Table {
 
 /// Replaces control characters (newlines, escape sequences) so that stored
 /// text can neither break the layout nor drive the terminal.
-pub fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
         .collect()

@@ -6,6 +6,8 @@
 //! nginx, Caddy and python3 must be installed: without one, its test is
 //! skipped with a note on stderr, except under CI (CI=true), where that is
 //! a failure.
+// libc calls (signals, limits, terminals) on the child processes under test.
+#![allow(unsafe_code)]
 
 mod support;
 

@@ -3,6 +3,8 @@
 //! valid requests out; idle connections, slow heads and slow bodies are cut
 //! after their timeouts. Loopback only.
 #![cfg(unix)]
+// libc calls (signals, limits, terminals) on the child processes under test.
+#![allow(unsafe_code)]
 
 mod support;
 

@@ -2,6 +2,8 @@
 //! range errors in plain words, host names for `serve --bind`, a database
 //! that is not running, `delete` asking first on a terminal, a list table
 //! that fits the terminal, and the same words as HTTP for a deleted key.
+// libc calls (signals, limits, terminals) on the child processes under test.
+#![allow(unsafe_code)]
 
 mod support;
 

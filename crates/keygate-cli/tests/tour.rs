@@ -12,6 +12,8 @@
 //!
 //! Needs bash, curl and jq (as the tour does): without them the test is
 //! skipped with a note, unless CI=true, where that is a failure.
+// libc calls (signals, limits, terminals) on the child processes under test.
+#![allow(unsafe_code)]
 
 mod support;
 

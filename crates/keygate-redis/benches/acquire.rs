@@ -6,6 +6,8 @@
 //!
 //! `cargo bench -p keygate-redis` against `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`); without Redis only the in-process case runs.
+// criterion_group! declares an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 use std::time::Duration;
 

@@ -67,7 +67,7 @@
 //!
 //! [`ServiceBuilder::shared_rate_limiter_timing`]: keygate::ServiceBuilder::shared_rate_limiter_timing
 //! [`ApiKeyService::rate_limiting_degraded`]: keygate::ApiKeyService::rate_limiting_degraded
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod changes;
 pub use changes::RedisChangeFeed;

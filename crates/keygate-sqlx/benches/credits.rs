@@ -8,6 +8,8 @@
 //! (default sqlite,postgres). A backend whose server is absent is skipped
 //! with a printed line. For `concurrent_32` one iteration is 32 calls:
 //! criterion's time is per batch, its throughput per call.
+// criterion_group! declares an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

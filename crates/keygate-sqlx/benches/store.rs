@@ -7,6 +7,8 @@
 //! a recursive CTE on SQLite, `generate_series` on PostgreSQL).
 //! `KEYGATE_BENCH_BACKENDS=sqlite` limits the backends. PostgreSQL is
 //! skipped with a printed line when the server is absent.
+// criterion_group! declares an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

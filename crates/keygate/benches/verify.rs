@@ -6,6 +6,8 @@
 //! (`keygate::telemetry::prometheus`).
 //!
 //! `cargo bench -p keygate --bench verify`
+// criterion_group! declares an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::sync::Arc;

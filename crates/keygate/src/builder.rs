@@ -56,6 +56,27 @@ pub struct ServiceBuilder {
     publisher: Option<Arc<dyn ChangePublisher>>,
 }
 
+/// The settings, never the pepper: whether one is set, and the pieces
+/// (store, clock, limiter, publisher) only as present or not.
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("pepper_set", &self.pepper.is_some())
+            .field("algorithm", &self.algorithm)
+            .field("format", &self.format)
+            .field("cache", &self.cache)
+            .field("touch_interval", &self.touch_interval)
+            .field("failure_delay", &self.failure_delay)
+            .field("success_delay", &self.success_delay)
+            .field("hash_threads", &self.hash_threads)
+            .field("shared_limiter", &self.shared_limiter.is_some())
+            .field("shared_limiter_timeout", &self.shared_limiter_timeout)
+            .field("shared_limiter_retry", &self.shared_limiter_retry)
+            .field("publisher", &self.publisher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceBuilder {
     pub(crate) fn new(repo: Arc<dyn Repository>) -> Self {
         Self {
@@ -224,5 +245,25 @@ impl ServiceBuilder {
             credit_queues: Arc::default(),
             publisher: self.publisher,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InMemoryRepository;
+
+    #[test]
+    fn debug_shows_the_settings_but_never_the_pepper() {
+        let builder = crate::ApiKeyService::builder(InMemoryRepository::new())
+            .pepper(Pepper::new("pepper-that-must-not-be-printed").unwrap())
+            .touch_interval(Duration::from_secs(30));
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("pepper_set: true"), "{shown}");
+        assert!(shown.contains("touch_interval: 30s"), "{shown}");
+        assert!(
+            !shown.contains("pepper-that-must-not-be-printed"),
+            "{shown}"
+        );
     }
 }

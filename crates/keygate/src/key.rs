@@ -15,9 +15,9 @@ pub const KEY_ID_LEN: usize = 16;
 pub const SECRET_LEN: usize = 64;
 /// Longest secret accepted when parsing. Longer input is refused before any
 /// hashing so that a huge header cannot buy expensive work.
-pub const MAX_SECRET_LEN: usize = 256;
+pub(crate) const MAX_SECRET_LEN: usize = 256;
 /// Shortest explicit secret accepted at creation.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// The public, random identifier in the middle of a key. Used for look-ups.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

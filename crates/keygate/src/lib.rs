@@ -26,7 +26,7 @@
 //! assert!(matches!(service.verify(key.expose(), &["read"]).await, Err(Error::InvalidScopes { .. })));
 //! # });
 //! ```
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod audit;
 mod batch;

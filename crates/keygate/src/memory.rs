@@ -44,6 +44,17 @@ pub struct InMemoryRepository {
     tables: RwLock<Tables>,
 }
 
+/// How many keys and events it holds; never a key or a hash.
+impl std::fmt::Debug for InMemoryRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tables = self.read();
+        f.debug_struct("InMemoryRepository")
+            .field("keys", &tables.by_id.len())
+            .field("events", &tables.events.len())
+            .finish()
+    }
+}
+
 impl InMemoryRepository {
     /// An empty store.
     pub fn new() -> Self {
@@ -329,5 +340,20 @@ mod tests {
             .map(|e| e.action)
             .collect();
         assert_eq!(actions.len(), 6, "{actions:?}");
+    }
+
+    #[tokio::test]
+    async fn debug_counts_keys_and_events_and_shows_no_hash() {
+        let repo = InMemoryRepository::new();
+        let secret_hash = "hash-that-must-not-be-printed";
+        repo.insert(
+            &key("id1", "kid1", secret_hash),
+            &audit(AuditAction::Create),
+        )
+        .await
+        .unwrap();
+        let shown = format!("{repo:?}");
+        assert_eq!(shown, "InMemoryRepository { keys: 1, events: 1 }");
+        assert!(!shown.contains(secret_hash));
     }
 }

@@ -12,10 +12,10 @@ use keygate_sqlx::SqlRepository;
 use tower::ServiceExt;
 use tower_sessions_sqlx_store::SqliteStore;
 
-pub const SESSION_TABLE: &str = "keygate_ui_sessions";
+pub(crate) const SESSION_TABLE: &str = "keygate_ui_sessions";
 
 /// A dashboard over a fresh database, with one admin key.
-pub struct Ui {
+pub(crate) struct Ui {
     pub service: ApiKeyService,
     pub repo: SqlRepository,
     pub router: Router,
@@ -25,17 +25,17 @@ pub struct Ui {
 }
 
 impl Ui {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with(|d| d).await
     }
 
     /// With the dashboard's settings changed by `configure`.
-    pub async fn with(configure: impl FnOnce(Dashboard) -> Dashboard) -> Self {
+    pub(crate) async fn with(configure: impl FnOnce(Dashboard) -> Dashboard) -> Self {
         Self::at("sqlite::memory:", configure).await
     }
 
     /// Over the SQLite database at `url`.
-    pub async fn at(url: &str, configure: impl FnOnce(Dashboard) -> Dashboard) -> Self {
+    pub(crate) async fn at(url: &str, configure: impl FnOnce(Dashboard) -> Dashboard) -> Self {
         let (service, repo, store) = open(url).await;
         let (admin_key, admin) = key(&service, "admin", &[DEFAULT_ADMIN_SCOPE]).await;
         let router = configure(Dashboard::new(service.clone())).router(store.clone());
@@ -49,7 +49,7 @@ impl Ui {
     }
 
     /// Sessions in the store.
-    pub async fn sessions(&self) -> i64 {
+    pub(crate) async fn sessions(&self) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {SESSION_TABLE}"))
             .fetch_one(self.repo.sqlite().unwrap().pool())
             .await
@@ -57,7 +57,7 @@ impl Ui {
     }
 
     /// Every stored session record, as text.
-    pub async fn session_data(&self) -> String {
+    pub(crate) async fn session_data(&self) -> String {
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(&format!("select data from {SESSION_TABLE}"))
             .fetch_all(self.repo.sqlite().unwrap().pool())
             .await
@@ -69,7 +69,7 @@ impl Ui {
     }
 
     /// A browser signed in with the admin key.
-    pub async fn signed_in(&self) -> Browser {
+    pub(crate) async fn signed_in(&self) -> Browser {
         let mut browser = Browser::default();
         let page = browser.sign_in(&self.router, &self.admin).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
@@ -78,7 +78,7 @@ impl Ui {
 }
 
 /// A fast service, its store and a session store in the same database.
-pub async fn open(url: &str) -> (ApiKeyService, SqlRepository, SqliteStore) {
+pub(crate) async fn open(url: &str) -> (ApiKeyService, SqlRepository, SqliteStore) {
     let repo = SqlRepository::connect(url).await.unwrap();
     repo.migrate().await.unwrap();
     let service = ApiKeyService::builder(repo.clone())
@@ -94,7 +94,7 @@ pub async fn open(url: &str) -> (ApiKeyService, SqlRepository, SqliteStore) {
     (service, repo, store)
 }
 
-pub async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKey, String) {
+pub(crate) async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKey, String) {
     let (entity, plain) = service
         .create(NewApiKey::named(name).with_scopes(scopes.iter().copied()))
         .await
@@ -104,17 +104,22 @@ pub async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKe
 
 /// Keeps the session cookie between requests, as a browser would.
 #[derive(Default, Clone)]
-pub struct Browser {
+pub(crate) struct Browser {
     pub cookie: Option<String>,
 }
 
 impl Browser {
-    pub async fn get(&mut self, router: &Router, uri: &str) -> Page {
+    pub(crate) async fn get(&mut self, router: &Router, uri: &str) -> Page {
         self.send(router, Method::GET, uri, None).await
     }
 
     /// A form POST with these fields (the CSRF token is the caller's).
-    pub async fn post(&mut self, router: &Router, uri: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(
+        &mut self,
+        router: &Router,
+        uri: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -123,7 +128,7 @@ impl Browser {
 
     /// Reads the form at `page_uri` for its token, then posts `fields` and
     /// the token to `action`.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &mut self,
         router: &Router,
         page_uri: &str,
@@ -136,7 +141,7 @@ impl Browser {
         self.post(router, action, &all).await
     }
 
-    pub async fn sign_in(&mut self, router: &Router, key: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, router: &Router, key: &str) -> Page {
         self.submit(router, "/ui/login", "/ui/login", &[("api_key", key)])
             .await
     }
@@ -177,7 +182,7 @@ impl Browser {
 
 /// A response, read.
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub text: String,
@@ -197,21 +202,21 @@ impl Page {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    pub fn location(&self) -> Option<&str> {
+    pub(crate) fn location(&self) -> Option<&str> {
         self.header("location")
     }
 
-    pub fn set_cookie(&self) -> Option<&str> {
+    pub(crate) fn set_cookie(&self) -> Option<&str> {
         self.header("set-cookie")
     }
 
     /// The page's CSRF token (every form carries the same).
     #[track_caller]
-    pub fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf" value=""#;
         let start = self
             .text
@@ -223,7 +228,7 @@ impl Page {
     }
 
     /// The text of the element with this id (first match, tags kept).
-    pub fn element(&self, id: &str) -> Option<&str> {
+    pub(crate) fn element(&self, id: &str) -> Option<&str> {
         let start = self.text.find(&format!("id=\"{id}\""))?;
         let open_end = self.text[start..].find('>')? + start + 1;
         let close = self.text[open_end..].find("</")? + open_end;
@@ -231,7 +236,7 @@ impl Page {
     }
 
     #[track_caller]
-    pub fn assert(&self, status: StatusCode, contains: &str) {
+    pub(crate) fn assert(&self, status: StatusCode, contains: &str) {
         assert_eq!(self.status, status, "{}", self.text);
         assert!(
             self.text.contains(contains),

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::{key, Call, Reply, TestApp};
 
-pub fn actions(page: &Value) -> Vec<&str> {
+pub(crate) fn actions(page: &Value) -> Vec<&str> {
     page["items"]
         .as_array()
         .unwrap_or_else(|| panic!("not a page: {page}"))
@@ -17,7 +17,7 @@ pub fn actions(page: &Value) -> Vec<&str> {
 }
 
 impl TestApp {
-    pub async fn events(&self, id: &str, query: &str) -> Reply {
+    pub(crate) async fn events(&self, id: &str, query: &str) -> Reply {
         self.admin(Method::GET, &format!("/api-keys/{id}/events{query}"))
             .send(&self.router)
             .await

@@ -27,7 +27,7 @@ const ROUTES: [(&str, &[&str]); 12] = [
 
 /// The object schema named `schema` (the first member of an `allOf`, where
 /// the other members add constraints).
-pub fn object_schema<'a>(doc: &'a Value, schema: &str) -> &'a Value {
+pub(crate) fn object_schema<'a>(doc: &'a Value, schema: &str) -> &'a Value {
     let named = &doc["components"]["schemas"][schema];
     named["allOf"].get(0).unwrap_or(named)
 }

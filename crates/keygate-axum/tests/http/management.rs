@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::{Call, TestApp};
 
-pub const ENTITY_FIELDS: [&str; 14] = [
+pub(crate) const ENTITY_FIELDS: [&str; 14] = [
     "id",
     "key_id",
     "name",
@@ -26,7 +26,7 @@ pub const ENTITY_FIELDS: [&str; 14] = [
 ];
 
 #[track_caller]
-pub fn assert_entity(v: &Value) {
+pub(crate) fn assert_entity(v: &Value) {
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut expected = ENTITY_FIELDS.to_vec();

@@ -10,7 +10,7 @@ use crate::support::{Call, Reply, TestApp};
 
 impl TestApp {
     /// `POST /api-keys/{id}/rotate` as admin with `body` (no body for `None`).
-    pub async fn rotate(&self, id: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn rotate(&self, id: &str, body: Option<Value>) -> Reply {
         let call = self.admin(Method::POST, &format!("/api-keys/{id}/rotate"));
         match body {
             Some(body) => call.json(body),
@@ -21,7 +21,7 @@ impl TestApp {
     }
 
     /// Rotates (expecting 200) and returns the new plaintext and entity.
-    pub async fn rotate_ok(&self, id: &str, grace_seconds: u64) -> (String, Value) {
+    pub(crate) async fn rotate_ok(&self, id: &str, grace_seconds: u64) -> (String, Value) {
         let reply = self
             .rotate(id, Some(json!({ "grace_seconds": grace_seconds })))
             .await;
@@ -31,7 +31,7 @@ impl TestApp {
     }
 
     /// The status `POST /api-keys/verify` answers for `key`.
-    pub async fn verify_status(&self, key: &str) -> StatusCode {
+    pub(crate) async fn verify_status(&self, key: &str) -> StatusCode {
         Call::post("/api-keys/verify")
             .json(json!({ "api_key": key }))
             .send(&self.router)

@@ -14,18 +14,18 @@ use keygate_sqlx::SqlRepository;
 use serde_json::Value;
 use tower::ServiceExt;
 
-pub const PEPPER: &str = "test-pepper";
+pub(crate) const PEPPER: &str = "test-pepper";
 
 /// A fast service (HMAC hashing, explicit pepper) over a fresh SQLite
 /// database in memory, and the store itself so a test can close it.
-pub async fn sqlite_service() -> (ApiKeyService, SqlRepository) {
+pub(crate) async fn sqlite_service() -> (ApiKeyService, SqlRepository) {
     sqlite_service_at("sqlite::memory:").await
 }
 
 /// The same over the SQLite database at `url`. `sqlite::memory:` uses one
 /// connection, which serializes every request; a file has a pool of
 /// several, so concurrent requests really overlap in the store.
-pub async fn sqlite_service_at(url: &str) -> (ApiKeyService, SqlRepository) {
+pub(crate) async fn sqlite_service_at(url: &str) -> (ApiKeyService, SqlRepository) {
     let repo = SqlRepository::connect(url)
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
@@ -39,7 +39,7 @@ pub async fn sqlite_service_at(url: &str) -> (ApiKeyService, SqlRepository) {
 }
 
 /// Creates a key and returns its entity and plaintext.
-pub async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKey, String) {
+pub(crate) async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKey, String) {
     let (entity, plain) = service
         .create(NewApiKey::named(name).with_scopes(scopes.iter().copied()))
         .await
@@ -49,7 +49,7 @@ pub async fn key(service: &ApiKeyService, name: &str, scopes: &[&str]) -> (ApiKe
 
 /// The full app of `keygate_axum::app` with default config, and a key
 /// holding the admin scope.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub service: ApiKeyService,
     pub repo: SqlRepository,
     pub router: Router,
@@ -60,16 +60,16 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with_config(AppConfig::default()).await
     }
 
-    pub async fn with_config(config: AppConfig) -> Self {
+    pub(crate) async fn with_config(config: AppConfig) -> Self {
         Self::build(sqlite_service().await, config).await
     }
 
     /// The default app over a SQLite file at `path` (created).
-    pub async fn on_file(path: &Path) -> Self {
+    pub(crate) async fn on_file(path: &Path) -> Self {
         let url = format!("sqlite://{}", path.display());
         Self::build(sqlite_service_at(&url).await, AppConfig::default()).await
     }
@@ -87,12 +87,12 @@ impl TestApp {
     }
 
     /// A request to this app carrying the admin key.
-    pub fn admin(&self, method: Method, uri: &str) -> Call {
+    pub(crate) fn admin(&self, method: Method, uri: &str) -> Call {
         Call::new(method, uri).bearer(&self.admin)
     }
 
     /// Creates a key over HTTP (as admin) and returns (entity JSON, plaintext).
-    pub async fn create(&self, body: Value) -> (Value, String) {
+    pub(crate) async fn create(&self, body: Value) -> (Value, String) {
         let reply = self
             .admin(Method::POST, "/api-keys")
             .json(body)
@@ -105,37 +105,37 @@ impl TestApp {
 }
 
 /// One request, built fluently.
-pub struct Call {
+pub(crate) struct Call {
     builder: axum::http::request::Builder,
     body: Body,
 }
 
 impl Call {
-    pub fn new(method: Method, uri: &str) -> Self {
+    pub(crate) fn new(method: Method, uri: &str) -> Self {
         Self {
             builder: Request::builder().method(method).uri(uri),
             body: Body::empty(),
         }
     }
 
-    pub fn get(uri: &str) -> Self {
+    pub(crate) fn get(uri: &str) -> Self {
         Self::new(Method::GET, uri)
     }
 
-    pub fn post(uri: &str) -> Self {
+    pub(crate) fn post(uri: &str) -> Self {
         Self::new(Method::POST, uri)
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.builder = self.builder.header(name, value);
         self
     }
 
-    pub fn bearer(self, key: &str) -> Self {
+    pub(crate) fn bearer(self, key: &str) -> Self {
         self.header("authorization", &format!("Bearer {key}"))
     }
 
-    pub fn json(mut self, body: Value) -> Self {
+    pub(crate) fn json(mut self, body: Value) -> Self {
         self.builder = self
             .builder
             .header(header::CONTENT_TYPE, "application/json");
@@ -143,12 +143,12 @@ impl Call {
         self
     }
 
-    pub fn raw(mut self, body: impl Into<Body>) -> Self {
+    pub(crate) fn raw(mut self, body: impl Into<Body>) -> Self {
         self.body = body.into();
         self
     }
 
-    pub async fn send(self, router: &Router) -> Reply {
+    pub(crate) async fn send(self, router: &Router) -> Reply {
         let request = self.builder.body(self.body).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         Reply::read(response).await
@@ -157,7 +157,7 @@ impl Call {
 
 /// What came back.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub text: String,
@@ -165,7 +165,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub async fn read(response: axum::response::Response) -> Self {
+    pub(crate) async fn read(response: axum::response::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -181,13 +181,13 @@ impl Reply {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
     /// Asserts status, `{"detail": detail}` and a JSON content type.
     #[track_caller]
-    pub fn assert_detail(&self, status: StatusCode, detail: &str) {
+    pub(crate) fn assert_detail(&self, status: StatusCode, detail: &str) {
         assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(
             self.json,
@@ -200,7 +200,7 @@ impl Reply {
 
     /// Asserts a 4xx with a JSON `detail` (string or list).
     #[track_caller]
-    pub fn assert_json_4xx(&self, status: StatusCode) {
+    pub(crate) fn assert_json_4xx(&self, status: StatusCode) {
         assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(self.header("content-type"), Some("application/json"));
         assert!(self.json.get("detail").is_some(), "{}", self.text);
@@ -208,7 +208,7 @@ impl Reply {
 
     /// The `field`s named by a 422 body.
     #[track_caller]
-    pub fn invalid_fields(&self) -> Vec<String> {
+    pub(crate) fn invalid_fields(&self) -> Vec<String> {
         assert_eq!(
             self.status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -226,10 +226,10 @@ impl Reply {
 
 /// A fresh directory under the system's temporary directory, removed (with
 /// what it holds) when dropped.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn create() -> Self {
+    pub(crate) fn create() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -243,7 +243,7 @@ impl TempDir {
         Self(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -8,7 +8,7 @@ use crate::output::Report;
 
 /// One key's events oldest first (`ID` given), else the whole log newest
 /// first. `actor` filters by who made the changes.
-pub async fn events(
+pub(super) async fn events(
     service: &ApiKeyService,
     args: EventsArgs,
     actor: Option<String>,

@@ -19,7 +19,7 @@ use crate::cli::{
 };
 use crate::output::Report;
 
-pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report> {
+pub(super) async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report> {
     let new = NewApiKey {
         name: Some(args.name),
         description: args.description,
@@ -38,11 +38,11 @@ pub async fn create(service: &ApiKeyService, args: CreateArgs) -> Result<Report>
     Ok(Report::Created { entity, key })
 }
 
-pub async fn list(service: &ApiKeyService, args: PageArgs) -> Result<Report> {
+pub(super) async fn list(service: &ApiKeyService, args: PageArgs) -> Result<Report> {
     Ok(Report::List(service.list(args.offset, args.limit).await?))
 }
 
-pub async fn get(service: &ApiKeyService, args: GetArgs) -> Result<Report> {
+pub(super) async fn get(service: &ApiKeyService, args: GetArgs) -> Result<Report> {
     let entity = match (args.key_id, args.id) {
         (Some(key_id), _) => service.get_by_key_id(&key_id).await?,
         (None, Some(raw)) => {
@@ -75,7 +75,7 @@ async fn lookup(service: &ApiKeyService, text: &str) -> Result<ApiKey, keygate::
     service.get(text).await
 }
 
-pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report> {
+pub(super) async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report> {
     let change = ApiKeyUpdate {
         name: args.name,
         description: set_or_clear(args.description, args.clear_description),
@@ -99,7 +99,7 @@ pub async fn update(service: &ApiKeyService, args: UpdateArgs) -> Result<Report>
     })
 }
 
-pub async fn delete(service: &ApiKeyService, args: DeleteArgs) -> Result<Report> {
+pub(super) async fn delete(service: &ApiKeyService, args: DeleteArgs) -> Result<Report> {
     last_admin::check(service, &args.id, Change::Delete, args.force).await?;
     // On a terminal, a person confirms; scripts and pipes never wait.
     let stdin = std::io::stdin();
@@ -117,7 +117,7 @@ pub async fn delete(service: &ApiKeyService, args: DeleteArgs) -> Result<Report>
     })
 }
 
-pub async fn activate(service: &ApiKeyService, args: IdArg) -> Result<Report> {
+pub(super) async fn activate(service: &ApiKeyService, args: IdArg) -> Result<Report> {
     let entity = service.activate(&args.id).await?;
     Ok(Report::Entity {
         headline: Some("API key active.".into()),
@@ -125,7 +125,7 @@ pub async fn activate(service: &ApiKeyService, args: IdArg) -> Result<Report> {
     })
 }
 
-pub async fn deactivate(service: &ApiKeyService, args: ForceIdArgs) -> Result<Report> {
+pub(super) async fn deactivate(service: &ApiKeyService, args: ForceIdArgs) -> Result<Report> {
     last_admin::check(service, &args.id, Change::Deactivate, args.force).await?;
     let entity = service.deactivate(&args.id).await?;
     Ok(Report::Entity {
@@ -134,7 +134,7 @@ pub async fn deactivate(service: &ApiKeyService, args: ForceIdArgs) -> Result<Re
     })
 }
 
-pub async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report> {
+pub(super) async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report> {
     let (entity, key) = service.rotate(&args.id, args.grace).await?;
     tracing::info!(id = %entity.id, key_id = %entity.key_id, "API key rotated");
     warn_if_placeholder(service, Use::Written);
@@ -142,7 +142,7 @@ pub async fn rotate(service: &ApiKeyService, args: RotateArgs) -> Result<Report>
 }
 
 /// `credits ID --add N | --set N`: one atomic change in the store.
-pub async fn change_credits(service: &ApiKeyService, args: CreditsArgs) -> Result<Report> {
+pub(super) async fn change_credits(service: &ApiKeyService, args: CreditsArgs) -> Result<Report> {
     let change = match (args.add, args.set) {
         (Some(delta), _) => CreditChange::Add(delta),
         (None, Some(n)) => CreditChange::Set(n),
@@ -173,7 +173,7 @@ pub async fn change_credits(service: &ApiKeyService, args: CreditsArgs) -> Resul
     })
 }
 
-pub async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report> {
+pub(super) async fn verify(service: &ApiKeyService, args: VerifyArgs) -> Result<Report> {
     let key = if args.key == "-" {
         read_stdin("cannot read the key from stdin")?
     } else {
@@ -330,7 +330,7 @@ fn non_empty(scopes: Vec<String>) -> Vec<String> {
 }
 
 /// `--active` / `--inactive` (clap makes them exclusive).
-pub fn tri_state(yes: bool, no: bool) -> Option<bool> {
+pub(super) fn tri_state(yes: bool, no: bool) -> Option<bool> {
     match (yes, no) {
         (true, _) => Some(true),
         (_, true) => Some(false),

@@ -14,7 +14,7 @@ use keygate::{ApiKey, ApiKeyFilter, ApiKeyService, ApiKeyUpdate};
 use keygate_axum::DEFAULT_ADMIN_SCOPE;
 
 /// What a command is about to do to a key.
-pub enum Change<'a> {
+pub(super) enum Change<'a> {
     Deactivate,
     Delete,
     Update(&'a ApiKeyUpdate),
@@ -49,7 +49,7 @@ impl Change<'_> {
 /// not demote an admin key, when the key is not a working admin key (or
 /// does not exist: the command itself then reports it), or when another
 /// working admin key remains. Otherwise the one-line reason.
-pub async fn check(
+pub(super) async fn check(
     service: &ApiKeyService,
     id: &str,
     change: Change<'_>,

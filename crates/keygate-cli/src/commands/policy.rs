@@ -10,7 +10,7 @@ use crate::serve::policy::read;
 
 /// Runs a `policy` subcommand. An invalid file is an error reading
 /// `FILE:LINE: reason` (exit 1).
-pub fn run(args: PolicyArgs, json: bool) -> Result<Report> {
+pub(super) fn run(args: PolicyArgs, json: bool) -> Result<Report> {
     match args.command {
         PolicyCommand::Check(check) => {
             let file = check.file;

@@ -7,7 +7,7 @@ use super::keys::tri_state;
 use crate::cli::{FilterArgs, OrderColumn, SearchArgs};
 use crate::output::Report;
 
-pub async fn search(service: &ApiKeyService, args: SearchArgs) -> Result<Report> {
+pub(super) async fn search(service: &ApiKeyService, args: SearchArgs) -> Result<Report> {
     let filter = ApiKeyFilter {
         order_by: order_by(args.order_by),
         order_desc: !args.asc,
@@ -26,7 +26,7 @@ pub async fn search(service: &ApiKeyService, args: SearchArgs) -> Result<Report>
     })
 }
 
-pub async fn count(service: &ApiKeyService, args: FilterArgs) -> Result<Report> {
+pub(super) async fn count(service: &ApiKeyService, args: FilterArgs) -> Result<Report> {
     Ok(Report::Count(service.count(&filter(args)).await?))
 }
 

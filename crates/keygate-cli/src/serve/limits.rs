@@ -7,7 +7,7 @@ use crate::cli::ServeArgs;
 
 /// Timeouts and the connection cap, as resolved at start-up.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(super) struct Limits {
     /// A complete request head must arrive within this, counted from the
     /// accept (first request) or from its first byte (later requests on a
     /// keep-alive connection).
@@ -27,7 +27,7 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CapSource {
+pub(super) enum CapSource {
     /// `--max-connections`.
     Flag,
     /// Derived from this open-file soft limit.
@@ -42,7 +42,7 @@ const FALLBACK_MAX_CONNECTIONS: usize = 1024;
 const MAX_DERIVED_CONNECTIONS: u64 = 1 << 20;
 
 impl Limits {
-    pub fn from_args(args: &ServeArgs) -> Self {
+    pub(super) fn from_args(args: &ServeArgs) -> Self {
         let (max_connections, cap_source) = match args.max_connections {
             Some(n) => (usize::try_from(n).unwrap_or(usize::MAX), CapSource::Flag),
             None => match open_file_limit() {
@@ -61,7 +61,7 @@ impl Limits {
 
     /// The cap derived from the open-file limit, whatever the flag says
     /// (to warn about a `--max-connections` above it).
-    pub fn derived_cap(&self) -> Option<usize> {
+    pub(super) fn derived_cap(&self) -> Option<usize> {
         match self.cap_source {
             CapSource::OpenFileLimit(soft) => Some(max_connections_for(soft)),
             CapSource::Flag => open_file_limit().map(max_connections_for),
@@ -83,7 +83,7 @@ fn reserve_for(soft: u64) -> u64 {
 /// The connection cap for an open-file soft limit: the limit minus the
 /// reserve (896 for 1024, 61 376 for 65 536), or half of a limit too small
 /// for the reserve.
-pub fn max_connections_for(soft: u64) -> usize {
+pub(super) fn max_connections_for(soft: u64) -> usize {
     let soft = soft.min(MAX_DERIVED_CONNECTIONS);
     let reserve = reserve_for(soft);
     let cap = if soft >= 2 * reserve {
@@ -96,7 +96,8 @@ pub fn max_connections_for(soft: u64) -> usize {
 
 /// The process's open-file soft limit (`ulimit -n`).
 #[cfg(unix)]
-pub fn open_file_limit() -> Option<u64> {
+#[allow(unsafe_code)] // getrlimit(2): libc has no safe wrapper.
+pub(super) fn open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

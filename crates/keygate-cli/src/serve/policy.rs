@@ -14,7 +14,7 @@ use keygate_axum::KeyVerifier;
 
 /// Why a policy file cannot be used.
 #[derive(Debug)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// It cannot be read.
     Read(PathBuf, std::io::Error),
     /// It is not a valid policy.
@@ -24,7 +24,7 @@ pub enum LoadError {
 impl LoadError {
     /// `FILE:LINE: reason` (the form of compilers and linters), or the
     /// read error.
-    pub fn located(&self) -> String {
+    pub(crate) fn located(&self) -> String {
         match self {
             Self::Read(path, e) => format!("cannot read {}: {e}", path.display()),
             Self::Invalid(path, e) => format!("{}:{}: {}", path.display(), e.line, e.reason),
@@ -44,13 +44,13 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Reads and validates the policy at `path`.
-pub fn read(path: &Path) -> Result<Policy, LoadError> {
+pub(crate) fn read(path: &Path) -> Result<Policy, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
     Policy::from_toml_str(&text).map_err(|e| LoadError::Invalid(path.to_owned(), e))
 }
 
 /// The policy in force and what reloads it.
-pub struct Gateway {
+pub(crate) struct Gateway {
     path: PathBuf,
     policy: SharedPolicy,
     #[cfg(unix)]
@@ -60,7 +60,7 @@ pub struct Gateway {
 impl Gateway {
     /// Reads the policy and installs the SIGHUP handler (before the
     /// server says it listens, so an early SIGHUP never kills it).
-    pub fn load(path: &Path) -> Result<Self> {
+    pub(crate) fn load(path: &Path) -> Result<Self> {
         let policy = read(path)?;
         tracing::info!(
             file = %path.display(),
@@ -84,7 +84,7 @@ impl Gateway {
 
     /// `app` with `/auth`, verifying keys with `service` from the same key
     /// sources as the rest of the server.
-    pub fn mount(&self, app: Router, service: &ApiKeyService) -> Router {
+    pub(crate) fn mount(&self, app: Router, service: &ApiKeyService) -> Router {
         app.merge(gateway::router(
             KeyVerifier::new(service.clone()),
             self.policy.clone(),
@@ -92,7 +92,7 @@ impl Gateway {
     }
 
     /// Reloads the policy on every SIGHUP until the process ends.
-    pub fn spawn_reload(self) {
+    pub(crate) fn spawn_reload(self) {
         #[cfg(unix)]
         {
             let Self {

@@ -72,7 +72,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// finish (their connections close after the response), closes the other
 /// connections (idle, or a head still incomplete) at once, and returns when
 /// all are closed.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,

@@ -11,17 +11,17 @@ use sqlx::{Connection, Executor};
 
 use crate::support::Env;
 
-pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+pub(crate) const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// True under CI (CI=true or CI=1): a missing server fails the test.
-pub fn ci() -> bool {
+pub(crate) fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// Notes on the real stderr that a test is skipped because `what` is
 /// unreachable (the caller then returns); under CI, panics instead.
-pub fn skip_unreachable(what: &str, error: &dyn std::fmt::Display) {
+pub(crate) fn skip_unreachable(what: &str, error: &dyn std::fmt::Display) {
     assert!(
         !ci(),
         "cannot reach {what}: {error} (CI=true: a missing server is an error)"
@@ -39,7 +39,7 @@ fn with_database(base: &str, database: &str) -> String {
     format!("{prefix}/{database}")
 }
 
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres,
     MySql,
 }
@@ -60,7 +60,7 @@ async fn admin(backend: &Backend, base: &str, sql: &str) -> Result<(), sqlx::Err
 }
 
 /// A database made for one test: its URL is the `Env`'s `db_url`.
-pub struct Fresh<'a> {
+pub(crate) struct Fresh<'a> {
     backend: &'a Backend,
     base: &'a str,
     name: &'a str,
@@ -69,7 +69,7 @@ pub struct Fresh<'a> {
 
 impl Fresh<'_> {
     /// Drops the database now, cutting every connection to it (PostgreSQL).
-    pub fn drop_under_running_clients(&self) {
+    pub(crate) fn drop_under_running_clients(&self) {
         let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
         self.rt
             .block_on(admin(self.backend, self.base, &sql))
@@ -78,7 +78,7 @@ impl Fresh<'_> {
 }
 
 /// Runs `check` with `DATABASE_URL` on a database created for it, dropped after.
-pub fn with_fresh_database(
+pub(crate) fn with_fresh_database(
     backend: Backend,
     var: &str,
     default: &str,

@@ -13,30 +13,30 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const PEPPER: &str = "cli-test-pepper";
+pub(crate) const PEPPER: &str = "cli-test-pepper";
 
 /// The binary under test (built by `cargo test`).
-pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
 /// One test's world: a directory holding the database file.
-pub struct Env {
+pub(crate) struct Env {
     pub dir: TempDir,
     pub db_url: String,
 }
 
 impl Env {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db_url = format!("sqlite://{}", dir.path().join("keys.db").display());
         Self { dir, db_url }
     }
 
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.dir.path().join("keys.db")
     }
 
     /// `keygate` with this world's database and pepper, no colour, no logs.
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut cmd = bare_cmd();
         cmd.env("DATABASE_URL", &self.db_url)
             .env("API_KEY_PEPPER", PEPPER);
@@ -44,14 +44,14 @@ impl Env {
     }
 
     /// Runs `args`, asserts exit 0 with an empty stderr, returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().expect("run keygate");
         assert_success(&out, args);
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
     /// Runs `--json args`, asserts success, parses stdout.
-    pub fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let stdout = self.ok(&all);
@@ -59,7 +59,7 @@ impl Env {
     }
 
     /// Runs `args` expecting exit `code`; returns (stdout, stderr).
-    pub fn fails(&self, args: &[&str], code: i32) -> (String, String) {
+    pub(crate) fn fails(&self, args: &[&str], code: i32) -> (String, String) {
         let out = self.cmd().args(args).output().expect("run keygate");
         assert_eq!(
             out.status.code(),
@@ -75,7 +75,7 @@ impl Env {
     }
 
     /// Creates a key; returns (entity JSON, plaintext key).
-    pub fn create(&self, name: &str, extra: &[&str]) -> (Value, String) {
+    pub(crate) fn create(&self, name: &str, extra: &[&str]) -> (Value, String) {
         let mut args = vec!["create", "--name", name];
         args.extend_from_slice(extra);
         let v = self.json(&args);
@@ -84,7 +84,7 @@ impl Env {
     }
 
     /// Creates a key and returns its entity id.
-    pub fn create_id(&self, name: &str, extra: &[&str]) -> String {
+    pub(crate) fn create_id(&self, name: &str, extra: &[&str]) -> String {
         self.create(name, extra).0["id"]
             .as_str()
             .expect("id")
@@ -93,7 +93,7 @@ impl Env {
 }
 
 /// `keygate` with a clean environment for the variables it reads.
-pub fn bare_cmd() -> Command {
+pub(crate) fn bare_cmd() -> Command {
     let mut cmd = Command::new(BIN);
     for var in [
         "DATABASE_URL",
@@ -110,7 +110,7 @@ pub fn bare_cmd() -> Command {
     cmd
 }
 
-pub fn assert_success(out: &Output, what: impl std::fmt::Debug) {
+pub(crate) fn assert_success(out: &Output, what: impl std::fmt::Debug) {
     assert!(
         out.status.success(),
         "{what:?} failed ({:?}): stderr={}",
@@ -125,7 +125,7 @@ pub fn assert_success(out: &Output, what: impl std::fmt::Debug) {
 }
 
 /// The names of a JSON array of entities, in order.
-pub fn names(items: &Value) -> Vec<String> {
+pub(crate) fn names(items: &Value) -> Vec<String> {
     items
         .as_array()
         .expect("array")
@@ -136,21 +136,21 @@ pub fn names(items: &Value) -> Vec<String> {
 
 /// A response read by [`http`].
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: String,
     pub body: String,
 }
 
 impl Response {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 }
 
 /// A minimal HTTP/1.1 client over `TcpStream` (one request per connection),
 /// enough to drive `keygate serve` without an HTTP client dependency.
-pub fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -194,7 +194,7 @@ pub fn http(
 
 /// A running `keygate serve` on a free loopback port. Its stderr (the
 /// logs) is read as it comes, so a busy server never blocks on a full pipe.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: String,
     _stdout: BufReader<ChildStdout>,
@@ -203,7 +203,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(env: &Env, configure: impl FnOnce(&mut std::process::Command)) -> Self {
+    pub(crate) fn start(env: &Env, configure: impl FnOnce(&mut std::process::Command)) -> Self {
         let mut cmd = std::process::Command::new(BIN);
         for var in [
             "RUST_LOG",
@@ -259,32 +259,33 @@ impl Server {
 
     /// The next line the server prints on stdout (the first one,
     /// `listening on`, was read by [`Server::start`]).
-    pub fn stdout_line(&mut self) -> String {
+    pub(crate) fn stdout_line(&mut self) -> String {
         let mut line = String::new();
         self._stdout.read_line(&mut line).expect("read stdout");
         line
     }
 
     /// What the server has logged so far.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
 
     /// Sends `signal`, waits for the exit; returns (exit code, stderr).
-    pub fn stop(self, signal: libc::c_int) -> (Option<i32>, String) {
+    pub(crate) fn stop(self, signal: libc::c_int) -> (Option<i32>, String) {
         self.signal(signal);
         self.wait()
     }
 
     /// Sends `signal` to the server.
-    pub fn signal(&self, signal: libc::c_int) {
+    #[allow(unsafe_code)] // kill(2): libc has no safe wrapper.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on the pid of a child we spawned and still own.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     /// Waits (at most 20 s) for the exit; returns (exit code, stderr).
-    pub fn wait(mut self) -> (Option<i32>, String) {
+    pub(crate) fn wait(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -19,15 +19,15 @@ use keygate_redis::RedisRateLimiter;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+pub(crate) const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub(crate) const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// Skips (prints why) or, under CI, fails loudly.
-pub fn unavailable<T>(suite: &str, what: &str, error: impl Display) -> Option<T> {
+pub(crate) fn unavailable<T>(suite: &str, what: &str, error: impl Display) -> Option<T> {
     if ci() {
         panic!("{suite} suite: {what}: {error} (CI=true: a missing server is an error)");
     }
@@ -39,12 +39,12 @@ pub fn unavailable<T>(suite: &str, what: &str, error: impl Display) -> Option<T>
     None
 }
 
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| REDIS_URL.to_owned())
 }
 
 /// Where `url` points, without its password (for messages).
-pub fn shown(url: &str) -> String {
+pub(crate) fn shown(url: &str) -> String {
     match redis::Client::open(url) {
         Ok(c) => format!("redis://{}", c.get_connection_info().addr),
         Err(_) => "a malformed REDIS_URL".to_owned(),
@@ -52,18 +52,18 @@ pub fn shown(url: &str) -> String {
 }
 
 /// A key prefix no other test (or run) uses.
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("keygate:test:{}:", uuid::Uuid::new_v4().simple())
 }
 
 /// A random entity id (32 hex characters, like keygate's).
-pub fn entity_id() -> String {
+pub(crate) fn entity_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A limiter with a fresh prefix on the shared Redis, and a connection of
 /// its own to look at (and tamper with) the counters.
-pub struct Shared {
+pub(crate) struct Shared {
     pub limiter: RedisRateLimiter,
     pub raw: MultiplexedConnection,
     pub url: String,
@@ -71,7 +71,7 @@ pub struct Shared {
 
 impl Shared {
     /// Another limiter (another connection) with the same prefix.
-    pub async fn another(&self) -> RedisRateLimiter {
+    pub(crate) async fn another(&self) -> RedisRateLimiter {
         RedisRateLimiter::builder(&self.url)
             .prefix(self.limiter.prefix())
             .connect()
@@ -79,25 +79,25 @@ impl Shared {
             .expect("second limiter")
     }
 
-    pub async fn get(&self, key: &str) -> Option<i64> {
+    pub(crate) async fn get(&self, key: &str) -> Option<i64> {
         self.raw.clone().get(key).await.expect("GET")
     }
 
-    pub async fn exists(&self, key: &str) -> bool {
+    pub(crate) async fn exists(&self, key: &str) -> bool {
         self.raw.clone().exists(key).await.expect("EXISTS")
     }
 
-    pub async fn pttl(&self, key: &str) -> i64 {
+    pub(crate) async fn pttl(&self, key: &str) -> i64 {
         self.raw.clone().pttl(key).await.expect("PTTL")
     }
 
-    pub async fn del(&self, key: &str) {
+    pub(crate) async fn del(&self, key: &str) {
         let _: () = self.raw.clone().del(key).await.expect("DEL");
     }
 
     /// Makes `key`'s window close now: expiry in 1 ms, then waits until
     /// Redis no longer has it.
-    pub async fn expire_now(&self, key: &str) {
+    pub(crate) async fn expire_now(&self, key: &str) {
         let _: () = self.raw.clone().pexpire(key, 1).await.expect("PEXPIRE");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while self.exists(key).await {
@@ -111,7 +111,7 @@ impl Shared {
 }
 
 /// A limiter on the shared Redis, or `None` (skipped) without one.
-pub async fn shared() -> Option<Shared> {
+pub(crate) async fn shared() -> Option<Shared> {
     let url = redis_url();
     let raw = match connect_raw(&url).await {
         Ok(raw) => raw,
@@ -130,7 +130,7 @@ pub async fn shared() -> Option<Shared> {
 }
 
 /// A plain connection that has answered PING.
-pub async fn connect_raw(url: &str) -> Result<MultiplexedConnection, String> {
+pub(crate) async fn connect_raw(url: &str) -> Result<MultiplexedConnection, String> {
     let attempt = async {
         let client = redis::Client::open(url)?;
         let mut c = client.get_multiplexed_async_connection().await?;
@@ -145,7 +145,7 @@ pub async fn connect_raw(url: &str) -> Result<MultiplexedConnection, String> {
 }
 
 /// A port nothing listens on (just released by the OS).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a free port")
@@ -153,7 +153,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A `redis-server` of this test's own, killed when dropped.
-pub struct OwnRedis {
+pub(crate) struct OwnRedis {
     pub port: u16,
     password: Option<String>,
     child: Option<Child>,
@@ -161,7 +161,7 @@ pub struct OwnRedis {
 
 impl OwnRedis {
     /// Does not start it: see [`start`](Self::start).
-    pub fn new(port: u16, password: Option<&str>) -> Self {
+    pub(crate) fn new(port: u16, password: Option<&str>) -> Self {
         Self {
             port,
             password: password.map(str::to_owned),
@@ -170,7 +170,7 @@ impl OwnRedis {
     }
 
     /// The URL (with the password, if any).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
@@ -179,7 +179,7 @@ impl OwnRedis {
 
     /// Starts the server and waits until it answers; `None` (skipped)
     /// without the binary.
-    pub async fn start(&mut self) -> Option<()> {
+    pub(crate) async fn start(&mut self) -> Option<()> {
         assert!(self.child.is_none(), "already running");
         let mut command = Command::new(REDIS_SERVER);
         command
@@ -218,7 +218,7 @@ impl OwnRedis {
     }
 
     /// Kills the server (SIGKILL: no clean shutdown) and waits for it to exit.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -17,13 +17,13 @@ use keygate_sqlx::{PostgresRepository, SqlOptions, SqlRepository};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor};
 
-pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+pub(crate) const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 #[allow(unused_imports)]
-pub use keygate::testing::{service, PEPPER};
+pub(crate) use keygate::testing::{service, PEPPER};
 
 /// A fresh, migrated store and whatever must be cleaned up after it.
-pub struct Store {
+pub(crate) struct Store {
     pub repo: Arc<dyn Repository>,
     /// The SQL repository, when the store is one.
     pub sql: Option<SqlRepository>,
@@ -41,13 +41,13 @@ impl Store {
 
     /// A service over this store: fast hashing, explicit pepper, no cache,
     /// every use written at once.
-    pub fn service(&self) -> ApiKeyService {
+    pub(crate) fn service(&self) -> ApiKeyService {
         keygate::testing::service(self.repo.clone())
     }
 
     /// Another repository on the same database through a pool of its own,
     /// as a second `keygate serve` instance would open it.
-    pub async fn reopen(&self) -> SqlRepository {
+    pub(crate) async fn reopen(&self) -> SqlRepository {
         let repo = match self._cleanup.as_ref().expect("a SQL store") {
             Cleanup::Dir(dir) => SqlRepository::connect(&sqlite_url(dir.path()))
                 .await
@@ -128,11 +128,11 @@ fn unavailable<T>(suite: &str, url: &str, error: impl Display) -> Option<T> {
     None
 }
 
-pub fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var("KEYGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL.to_owned())
 }
 
-pub fn mysql_url() -> String {
+pub(crate) fn mysql_url() -> String {
     std::env::var("KEYGATE_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_URL.to_owned())
 }
 
@@ -145,7 +145,7 @@ fn sqlite_url(dir: &std::path::Path) -> String {
 }
 
 /// A SQLite file in a fresh temporary directory.
-pub async fn sqlite() -> Option<Store> {
+pub(crate) async fn sqlite() -> Option<Store> {
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = SqlRepository::connect(&sqlite_url(dir.path()))
         .await
@@ -156,7 +156,7 @@ pub async fn sqlite() -> Option<Store> {
 
 /// A pool whose connections all use a fresh schema, and the schema's name.
 /// The schema is dropped with the returned guard's [`Store`].
-pub async fn postgres_pool() -> Option<(PgPool, String)> {
+pub(crate) async fn postgres_pool() -> Option<(PgPool, String)> {
     let url = postgres_url();
     let mut admin =
         match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await
@@ -193,7 +193,7 @@ async fn postgres_pool_in(schema: &str) -> PgPool {
 }
 
 /// Wraps a pool from [`postgres_pool`] into a store that drops the schema.
-pub fn postgres_store(pool: PgPool, schema: String) -> Store {
+pub(crate) fn postgres_store(pool: PgPool, schema: String) -> Store {
     let repo = SqlRepository::from(PostgresRepository::from_pool(pool));
     Store::sql(
         repo,
@@ -204,7 +204,7 @@ pub fn postgres_store(pool: PgPool, schema: String) -> Store {
     )
 }
 
-pub async fn postgres() -> Option<Store> {
+pub(crate) async fn postgres() -> Option<Store> {
     let (pool, schema) = postgres_pool().await?;
     let store = postgres_store(pool, schema);
     store
@@ -232,7 +232,7 @@ fn with_database(url: &str, database: &str) -> String {
     out
 }
 
-pub async fn mysql() -> Option<Store> {
+pub(crate) async fn mysql() -> Option<Store> {
     let url = mysql_url();
     let mut admin =
         match tokio::time::timeout(Duration::from_secs(5), sqlx::MySqlConnection::connect(&url))

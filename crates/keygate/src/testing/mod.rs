@@ -23,6 +23,7 @@
 //! interval boundaries.
 
 mod audit;
+mod errors;
 mod filters;
 mod limits;
 mod races;
@@ -30,6 +31,7 @@ mod service;
 mod store;
 
 pub use audit::*;
+pub use errors::*;
 pub use filters::*;
 pub use limits::*;
 pub use races::*;

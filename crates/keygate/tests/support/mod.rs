@@ -12,15 +12,15 @@ use keygate::{
     InMemoryRepository, KeyChange, Pepper, ServiceBuilder, StoreError,
 };
 
-pub const PEPPER: &str = "test-pepper";
+pub(crate) const PEPPER: &str = "test-pepper";
 
 /// HMAC hashing, cache on, writes of last_used_at through (interval zero).
-pub fn fast_service() -> ApiKeyService {
+pub(crate) fn fast_service() -> ApiKeyService {
     service_with(InMemoryRepository::new(), |b| b)
 }
 
 /// A service over `repo` with the test pepper and fast hashing, adjusted by `configure`.
-pub fn service_with(
+pub(crate) fn service_with(
     repo: impl Repository,
     configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
 ) -> ApiKeyService {
@@ -32,7 +32,7 @@ pub fn service_with(
 }
 
 /// Argon2id, cheap enough for tests but still milliseconds.
-pub fn argon2_cheap() -> HashAlgorithm {
+pub(crate) fn argon2_cheap() -> HashAlgorithm {
     HashAlgorithm::Argon2 {
         m_cost: 8 * 1024,
         t_cost: 1,
@@ -41,7 +41,7 @@ pub fn argon2_cheap() -> HashAlgorithm {
 }
 
 /// An in-memory store that counts reads by key id and touch calls.
-pub struct Spy {
+pub(crate) struct Spy {
     inner: InMemoryRepository,
     reads: Arc<AtomicUsize>,
     touches: Arc<AtomicUsize>,
@@ -54,13 +54,13 @@ pub struct Spy {
 }
 
 /// A spy store and a function returning how many key-id reads it served.
-pub fn spy() -> (Spy, impl Fn() -> usize) {
+pub(crate) fn spy() -> (Spy, impl Fn() -> usize) {
     let (spy, reads, _) = spy_with_touches();
     (spy, move || reads())
 }
 
 /// A spy store, a read counter and a touch counter.
-pub fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
+pub(crate) fn spy_with_touches() -> (Spy, impl Fn() -> usize, impl Fn() -> usize) {
     let reads = Arc::new(AtomicUsize::new(0));
     let touches = Arc::new(AtomicUsize::new(0));
     let spy = Spy {
@@ -141,7 +141,7 @@ impl AuditLog for Spy {
 }
 
 /// `key` with its last character changed to a different one: same key id, wrong secret.
-pub fn with_wrong_secret(key: &str) -> String {
+pub(crate) fn with_wrong_secret(key: &str) -> String {
     let (head, last) = key.split_at(key.len() - 1);
     format!("{head}{}", if last == "a" { 'b' } else { 'a' })
 }
