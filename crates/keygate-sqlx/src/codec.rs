@@ -2,11 +2,12 @@
 //! library: scopes as JSON text (`["read", "write"]`), and on SQLite naive
 //! UTC timestamps as text `YYYY-MM-DD HH:MM:SS.ffffff`.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use keygate::{truncate_micros, Meta, RateLimit, ScopeSet, StoreError};
+use chrono::{DateTime, Utc};
+use keygate::{Meta, RateLimit, ScopeSet, StoreError};
 
 /// The SQLite timestamp format. Always six fractional digits, so comparing
 /// the text compares the times.
+#[cfg(feature = "sqlite")]
 const NAIVE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// Scopes as the Python library writes them (`json.dumps`: `", "` between items).
@@ -60,21 +61,23 @@ pub(crate) fn limits_from_json(text: &str) -> Result<Vec<RateLimit>, StoreError>
 }
 
 /// UTC time as naive text, the SQLite storage format.
+#[cfg(feature = "sqlite")]
 pub(crate) fn time_to_text(t: DateTime<Utc>) -> String {
     t.naive_utc().format(NAIVE_FORMAT).to_string()
 }
 
 /// Reads a SQLite timestamp: naive UTC text with any number of fractional
 /// digits, `T` or space as separator, or RFC 3339 with an offset.
+#[cfg(feature = "sqlite")]
 pub(crate) fn time_from_text(text: &str) -> Result<DateTime<Utc>, StoreError> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(truncate_micros(t.with_timezone(&Utc)));
+        return Ok(keygate::truncate_micros(t.with_timezone(&Utc)));
     }
     ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
         .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .map(|n| truncate_micros(n.and_utc()))
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+        .map(|n| keygate::truncate_micros(n.and_utc()))
         .ok_or_else(|| StoreError::Corrupt(format!("unreadable timestamp {text:?}")))
 }
 

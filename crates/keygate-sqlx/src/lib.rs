@@ -4,6 +4,10 @@
 //! embedded default), PostgreSQL and MySQL/MariaDB, chosen by URL, with
 //! migrations embedded per backend.
 //!
+//! Features pick the databases compiled in: `sqlite` (default), `postgres`,
+//! `mysql`. A URL of a database left out is refused by
+//! [`SqlRepository::connect`] with a message naming the feature.
+//!
 //! Every criterion of an [`keygate::ApiKeyFilter`], scopes included, runs in
 //! SQL before `LIMIT`/`OFFSET`, so pages are full and counts exact. Stored
 //! values use the formats of the Python library (keyshield), so a database
@@ -28,19 +32,30 @@
 //! # });
 //! ```
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("keygate-sqlx needs at least one of its features `sqlite`, `postgres`, `mysql`");
+
 mod codec;
 mod error;
 mod events;
+// Only servers (PostgreSQL, MySQL) are gated; SQLite-only builds keep the
+// type for `SqlRepository`'s field.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 mod gate;
+#[cfg(feature = "postgres")]
 mod listen;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod query;
 mod repository;
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 // The one FFI call of the workspace's libraries: SQLite's C API to register
 // a function (sqlx has no safe wrapper for it).
+#[cfg(feature = "sqlite")]
 #[allow(unsafe_code)]
 mod sqlite_fold;
 mod write;
@@ -50,10 +65,14 @@ use std::time::Duration;
 
 use keygate::StoreError;
 
+#[cfg(feature = "postgres")]
 pub use listen::{PgChangeListener, CHANGES_CHANNEL};
+#[cfg(feature = "mysql")]
 pub use mysql::MySqlRepository;
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresRepository;
 pub use repository::SqlRepository;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteRepository;
 
 /// The database behind a [`SqlRepository`].

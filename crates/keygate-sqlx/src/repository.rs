@@ -1,5 +1,6 @@
 //! `SqlRepository`: one type for the three backends, chosen by URL.
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,8 +10,16 @@ use keygate::{
     StoreError,
 };
 
-use crate::gate::{Gate, GateTiming, Probe, ProbeError};
-use crate::{Backend, MySqlRepository, PostgresRepository, SqlOptions, SqliteRepository};
+use crate::gate::Gate;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use crate::gate::{GateTiming, Probe, ProbeError};
+#[cfg(feature = "mysql")]
+use crate::MySqlRepository;
+#[cfg(feature = "postgres")]
+use crate::PostgresRepository;
+#[cfg(feature = "sqlite")]
+use crate::SqliteRepository;
+use crate::{Backend, SqlOptions};
 
 /// A [`Repository`] on SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
 /// URL's scheme. Cheap to clone (the pool is shared).
@@ -40,8 +49,11 @@ pub struct SqlRepository {
 
 #[derive(Debug, Clone)]
 enum Inner {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteRepository),
+    #[cfg(feature = "postgres")]
     Postgres(PostgresRepository),
+    #[cfg(feature = "mysql")]
     MySql(MySqlRepository),
 }
 
@@ -49,8 +61,11 @@ enum Inner {
 macro_rules! dispatch {
     ($self:expr, $repo:ident => $call:expr) => {
         match &$self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite($repo) => $call,
+            #[cfg(feature = "postgres")]
             Inner::Postgres($repo) => $call,
+            #[cfg(feature = "mysql")]
             Inner::MySql($repo) => $call,
         }
     };
@@ -78,11 +93,21 @@ impl SqlRepository {
     /// [`StoreError::Unavailable`] after at most `acquire_timeout`.
     pub async fn connect_with(url: &str, options: SqlOptions) -> Result<Self, StoreError> {
         let inner = match Backend::from_url(url) {
+            #[cfg(feature = "sqlite")]
             Some(Backend::Sqlite) => Inner::Sqlite(SqliteRepository::connect(url, options).await?),
+            #[cfg(feature = "postgres")]
             Some(Backend::Postgres) => {
                 Inner::Postgres(PostgresRepository::connect(url, options).await?)
             }
+            #[cfg(feature = "mysql")]
             Some(Backend::MySql) => Inner::MySql(MySqlRepository::connect(url, options).await?),
+            #[allow(unreachable_patterns)] // when every backend is compiled in
+            Some(backend) => {
+                let _ = options;
+                return Err(StoreError::InvalidConfig(format!(
+                    "keygate-sqlx was built without {backend} support: enable its feature `{backend}`"
+                )));
+            }
             None => {
                 let scheme = url.split(':').next().unwrap_or_default();
                 return Err(StoreError::InvalidConfig(format!(
@@ -90,12 +115,20 @@ impl SqlRepository {
                 )));
             }
         };
-        let gate = match &inner {
+        let gate: Option<Gate> = match &inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(_) => None,
-            Inner::Postgres(r) => Some(probe::<sqlx::PgConnection>(&r.pool().connect_options())),
-            Inner::MySql(r) => Some(probe::<sqlx::MySqlConnection>(&r.pool().connect_options())),
-        }
-        .map(|probe| Gate::new(probe, GateTiming::default()));
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(r) => Some(Gate::new(
+                probe::<sqlx::PgConnection>(&r.pool().connect_options()),
+                GateTiming::default(),
+            )),
+            #[cfg(feature = "mysql")]
+            Inner::MySql(r) => Some(Gate::new(
+                probe::<sqlx::MySqlConnection>(&r.pool().connect_options()),
+                GateTiming::default(),
+            )),
+        };
         Ok(Self { inner, gate })
     }
 
@@ -114,32 +147,41 @@ impl SqlRepository {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         match self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
             Inner::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "mysql")]
             Inner::MySql(_) => Backend::MySql,
         }
     }
 
     /// The SQLite repository inside, if this is one (e.g. for its pool).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(&self) -> Option<&SqliteRepository> {
         match &self.inner {
             Inner::Sqlite(r) => Some(r),
+            #[allow(unreachable_patterns)] // when only sqlite is compiled in
             _ => None,
         }
     }
 
     /// The PostgreSQL repository inside, if this is one.
+    #[cfg(feature = "postgres")]
     pub fn postgres(&self) -> Option<&PostgresRepository> {
         match &self.inner {
             Inner::Postgres(r) => Some(r),
+            #[allow(unreachable_patterns)] // when only postgres is compiled in
             _ => None,
         }
     }
 
     /// The MySQL repository inside, if this is one.
+    #[cfg(feature = "mysql")]
     pub fn mysql(&self) -> Option<&MySqlRepository> {
         match &self.inner {
             Inner::MySql(r) => Some(r),
+            #[allow(unreachable_patterns)] // when only mysql is compiled in
             _ => None,
         }
     }
@@ -151,6 +193,7 @@ impl SqlRepository {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl From<SqliteRepository> for SqlRepository {
     fn from(repo: SqliteRepository) -> Self {
         Self {
@@ -160,6 +203,7 @@ impl From<SqliteRepository> for SqlRepository {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<PostgresRepository> for SqlRepository {
     fn from(repo: PostgresRepository) -> Self {
         Self {
@@ -169,6 +213,7 @@ impl From<PostgresRepository> for SqlRepository {
     }
 }
 
+#[cfg(feature = "mysql")]
 impl From<MySqlRepository> for SqlRepository {
     fn from(repo: MySqlRepository) -> Self {
         Self {
@@ -255,6 +300,7 @@ impl AuditLog for SqlRepository {
 }
 
 /// A probe that opens a connection with `options` and closes it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn probe<C: sqlx::Connection>(options: &C::Options) -> Probe {
     let options = options.clone();
     Arc::new(move || {
