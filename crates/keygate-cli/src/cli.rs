@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use keygate::{Meta, RateLimit, RefillInterval, MAX_COST, MAX_CREDITS};
+use keygate::{AuditAction, Meta, OrderBy, RateLimit, RefillInterval, MAX_COST, MAX_CREDITS};
 
 const AFTER_HELP: &str = "\
 Getting started:
@@ -576,7 +576,7 @@ pub(crate) struct EventsArgs {
     pub id: Option<String>,
     /// Only events of this action
     #[arg(long, value_enum, value_name = "ACTION")]
-    pub action: Option<EventAction>,
+    pub action: Option<AuditAction>,
     /// Only events at or after this time (a date, midnight UTC, or RFC 3339)
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
@@ -586,17 +586,6 @@ pub(crate) struct EventsArgs {
     /// Number of matching events to skip (for paging)
     #[arg(long, default_value_t = 0)]
     pub offset: u64,
-}
-
-/// Audit actions, named as in the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum EventAction {
-    Create,
-    Update,
-    Delete,
-    Activate,
-    Deactivate,
-    Rotate,
 }
 
 #[derive(Debug, Args)]
@@ -717,8 +706,8 @@ pub(crate) struct SearchArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Column to sort by
-    #[arg(long, value_enum, default_value_t = OrderColumn::CreatedAt, value_name = "COL")]
-    pub order_by: OrderColumn,
+    #[arg(long, value_enum, default_value_t = OrderBy::CreatedAt, value_name = "COL")]
+    pub order_by: OrderBy,
     /// Sort ascending (oldest / smallest first)
     #[arg(long, conflicts_with = "desc")]
     pub asc: bool,
@@ -731,19 +720,6 @@ pub(crate) struct SearchArgs {
     /// Number of matching keys to skip (for paging)
     #[arg(long, default_value_t = 0)]
     pub offset: u64,
-}
-
-/// Sort columns, named as in the database and the HTTP API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub(crate) enum OrderColumn {
-    Id,
-    Name,
-    CreatedAt,
-    ExpiresAt,
-    LastUsedAt,
-    IsActive,
-    KeyId,
 }
 
 #[derive(Debug, Args)]

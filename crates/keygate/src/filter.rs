@@ -12,6 +12,11 @@ use crate::scope::is_valid_scope;
 
 /// Column to sort by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderBy {
     /// Entity id.

@@ -9,7 +9,9 @@
 //! [`InMemoryRepository`], the audit log types, the verification cache and
 //! [`ApiKeyService`]. With the `testing` feature, [`testing`] holds the
 //! conformance suite every store runs. [`telemetry`] lists the metrics,
-//! log fields and spans a service emits.
+//! log fields and spans a service emits. The `clap` feature derives
+//! `clap::ValueEnum` on [`AuditAction`] and [`OrderBy`] (the names the
+//! store and the HTTP API use), for CLIs.
 //! SQL stores live in `keygate-sqlx`, HTTP in `keygate-axum`.
 //!
 //! ```
@@ -86,4 +88,27 @@ pub use telemetry::{capture_verification, Outcome, Verification};
 /// `use keygate::prelude::*;`.
 pub mod prelude {
     pub use crate::repository::{AuditLog, KeySearch, KeyStore, Repository};
+}
+
+/// The flag values a CLI gets from the `clap` feature are the names the
+/// store, the audit log and the HTTP API use.
+#[cfg(all(test, feature = "clap"))]
+mod clap_names {
+    use clap::ValueEnum;
+
+    use crate::{AuditAction, OrderBy};
+
+    #[test]
+    fn flag_values_are_the_stored_names() {
+        assert_eq!(AuditAction::value_variants(), AuditAction::ALL);
+        for action in AuditAction::ALL {
+            let value = action.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), action.as_str());
+        }
+        assert_eq!(OrderBy::value_variants(), OrderBy::ALL);
+        for column in OrderBy::ALL {
+            let value = column.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), column.as_str());
+        }
+    }
 }

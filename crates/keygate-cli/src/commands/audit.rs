@@ -1,9 +1,9 @@
 //! `events`: the audit log, for one key or for every key.
 
 use anyhow::Result;
-use keygate::{ApiKeyService, AuditAction, EventFilter};
+use keygate::{ApiKeyService, EventFilter};
 
-use crate::cli::{EventAction, EventsArgs};
+use crate::cli::EventsArgs;
 use crate::output::Report;
 
 /// One key's events oldest first (`ID` given), else the whole log newest
@@ -25,7 +25,7 @@ pub(super) async fn events(
         None => EventFilter::default(),
     };
     let filter = EventFilter {
-        action: args.action.map(action),
+        action: args.action,
         actor,
         since: args.since,
         offset: args.offset,
@@ -56,15 +56,4 @@ pub(super) async fn events(
         limit: args.limit,
         offset: args.offset,
     })
-}
-
-fn action(a: EventAction) -> AuditAction {
-    match a {
-        EventAction::Create => AuditAction::Create,
-        EventAction::Update => AuditAction::Update,
-        EventAction::Delete => AuditAction::Delete,
-        EventAction::Activate => AuditAction::Activate,
-        EventAction::Deactivate => AuditAction::Deactivate,
-        EventAction::Rotate => AuditAction::Rotate,
-    }
 }

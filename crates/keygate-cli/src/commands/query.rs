@@ -1,15 +1,15 @@
 //! `search` and `count`: the filters of SPEC §5 as flags.
 
 use anyhow::Result;
-use keygate::{ApiKeyFilter, ApiKeyService, OrderBy};
+use keygate::{ApiKeyFilter, ApiKeyService};
 
 use super::keys::tri_state;
-use crate::cli::{FilterArgs, OrderColumn, SearchArgs};
+use crate::cli::{FilterArgs, SearchArgs};
 use crate::output::Report;
 
 pub(super) async fn search(service: &ApiKeyService, args: SearchArgs) -> Result<Report> {
     let filter = ApiKeyFilter {
-        order_by: order_by(args.order_by),
+        order_by: args.order_by,
         order_desc: !args.asc,
         offset: args.offset,
         limit: Some(args.limit),
@@ -50,17 +50,5 @@ fn filter(args: FilterArgs) -> ApiKeyFilter {
         credits_below: args.credits_below,
         has_rate_limits: tri_state(args.has_rate_limits, args.no_rate_limits),
         ..ApiKeyFilter::default()
-    }
-}
-
-fn order_by(column: OrderColumn) -> OrderBy {
-    match column {
-        OrderColumn::Id => OrderBy::Id,
-        OrderColumn::Name => OrderBy::Name,
-        OrderColumn::CreatedAt => OrderBy::CreatedAt,
-        OrderColumn::ExpiresAt => OrderBy::ExpiresAt,
-        OrderColumn::LastUsedAt => OrderBy::LastUsedAt,
-        OrderColumn::IsActive => OrderBy::IsActive,
-        OrderColumn::KeyId => OrderBy::KeyId,
     }
 }
