@@ -209,6 +209,7 @@ impl Dashboard {
             .with_state(ui)
             .layer(middleware::from_fn(csrf::guard))
             .layer(sessions)
+            .layer(middleware::from_fn(error::size_limits))
             .layer(middleware::from_fn(headers::secure));
         Router::new().nest(UI_PATH, inner)
     }

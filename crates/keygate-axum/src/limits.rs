@@ -34,17 +34,19 @@ pub(crate) async fn not_found() -> ApiError {
 /// The middleware of [`app`](crate::app): the size limits, then JSON bodies
 /// on error responses that lack one.
 pub(crate) async fn guard(request: Request, next: Next) -> Response {
-    if let Some(refusal) = too_large(request.uri(), request.headers()) {
-        return refusal.into_response();
+    if let Some((status, detail)) = too_large(request.uri(), request.headers()) {
+        return ApiError::bad_request(status, detail).into_response();
     }
     with_json_detail(next.run(request).await)
 }
 
-fn too_large(uri: &Uri, headers: &HeaderMap) -> Option<ApiError> {
+/// 414 or 431 with its reason when the request target or the header
+/// fields are above the limits.
+pub(crate) fn too_large(uri: &Uri, headers: &HeaderMap) -> Option<(StatusCode, String)> {
     let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len());
     if target > MAX_URI_BYTES {
-        return Some(ApiError::bad_request(
+        return Some((
             StatusCode::URI_TOO_LONG,
             format!("URI too long (limit {MAX_URI_BYTES} bytes)"),
         ));
@@ -54,7 +56,7 @@ fn too_large(uri: &Uri, headers: &HeaderMap) -> Option<ApiError> {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     (header_bytes > MAX_HEADER_BYTES).then(|| {
-        ApiError::bad_request(
+        (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("Request header fields too large (limit {MAX_HEADER_BYTES} bytes)"),
         )
@@ -98,7 +100,7 @@ mod tests {
             .parse()
             .unwrap();
         let e = too_large(&long, &HeaderMap::new()).unwrap();
-        assert_eq!(e.status(), StatusCode::URI_TOO_LONG);
+        assert_eq!(e.0, StatusCode::URI_TOO_LONG);
 
         let mut headers = HeaderMap::new();
         let value = HeaderValue::from_str(&"v".repeat(1000)).unwrap();
@@ -114,7 +116,7 @@ mod tests {
         assert!(too_large(&"/".parse().unwrap(), &headers).is_none());
         headers.insert("x-h16", value);
         let e = too_large(&"/".parse().unwrap(), &headers).unwrap();
-        assert_eq!(e.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(e.0, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub(crate) enum UiError {
     Unavailable(String),
     /// A bug or an unexpected store error: 500, the reason logged only.
     Internal(String),
+    /// A request target or header fields above the API's limits: 414 or
+    /// 431 with the limit.
+    TooLarge(StatusCode, String),
 }
 
 impl From<keygate::Error> for UiError {
@@ -74,6 +77,11 @@ impl IntoResponse for UiError {
                     "Something went wrong; the server log has the details.".to_owned(),
                 )
             }
+            Self::TooLarge(status, reason) => (
+                status,
+                status.canonical_reason().unwrap_or("Request too large"),
+                format!("{reason}."),
+            ),
         };
         // Error pages carry no form, so no CSRF token and no sign-out.
         let page = ErrorPage {
@@ -88,4 +96,21 @@ impl IntoResponse for UiError {
 /// The HTML 404 of any other path under `/ui`.
 pub(crate) async fn not_found_page() -> UiError {
     UiError::NotFound
+}
+
+/// The size limits of the JSON API (`MAX_URI_BYTES`, `MAX_HEADER_BYTES`)
+/// as pages, before any session is read. Counts the target as the client
+/// sent it, `/ui` included.
+pub(crate) async fn size_limits(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or(request.uri(), |original| &original.0);
+    match crate::limits::too_large(uri, request.headers()) {
+        Some((status, reason)) => UiError::TooLarge(status, reason).into_response(),
+        None => next.run(request).await,
+    }
 }

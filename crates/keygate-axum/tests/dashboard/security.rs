@@ -71,6 +71,51 @@ async fn posts_without_the_right_token_are_403_and_change_nothing() {
     );
 }
 
+/// The JSON API's size limits hold for `/ui` too: 414 and 431 as pages
+/// with the security headers, before any session is read or made.
+#[tokio::test]
+async fn oversized_targets_and_headers_are_414_and_431_pages() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use keygate_axum::{MAX_HEADER_BYTES, MAX_URI_BYTES};
+    use tower::ServiceExt;
+
+    let ui = Ui::new().await;
+    let base = "/ui/login?q=";
+    let fits = format!("{base}{}", "a".repeat(MAX_URI_BYTES - base.len()));
+    let page = Browser::default().get(&ui.router, &fits).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let sessions = ui.sessions().await;
+
+    let long = format!("{fits}a");
+    let page = Browser::default().get(&ui.router, &long).await;
+    assert_eq!(page.status, StatusCode::URI_TOO_LONG);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        page.text.contains("URI too long (limit 8192 bytes)"),
+        "{}",
+        page.text
+    );
+    assert_secure_headers(&page);
+
+    let request = Request::get("/ui/login")
+        .header("x-big", "b".repeat(MAX_HEADER_BYTES))
+        .body(Body::empty())
+        .unwrap();
+    let page = Page::read(ui.router.clone().oneshot(request).await.unwrap()).await;
+    assert_eq!(page.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(page.text.contains("limit 16384 bytes"), "{}", page.text);
+    assert_secure_headers(&page);
+    assert_eq!(
+        ui.sessions().await,
+        sessions,
+        "a refused request made a session"
+    );
+}
+
 #[tokio::test]
 async fn every_response_has_the_security_headers() {
     let ui = Ui::new().await;

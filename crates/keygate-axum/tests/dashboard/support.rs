@@ -189,7 +189,7 @@ pub(crate) struct Page {
 }
 
 impl Page {
-    async fn read(response: axum::response::Response) -> Self {
+    pub(crate) async fn read(response: axum::response::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
