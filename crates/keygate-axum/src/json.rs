@@ -272,6 +272,16 @@ mod tests {
         assert_eq!(page.meta["x"].to_string(), "1.0");
         assert_eq!(page.meta["l"][0].to_string(), "2.0");
         assert_eq!(page.nested[0]["n"], 3);
+        // Large integral floats below 2^53 are read exactly (serde_json's
+        // default parsing made this one 4413014293651177.5: a 422 in CI).
+        let big: Page = parse_json(
+            br#"{"limit": 4413014293651178.0, "offset": -4413014293651178.0, "meta": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (big.limit, big.offset),
+            (4_413_014_293_651_178, -4_413_014_293_651_178)
+        );
         for bad in [
             r#"{"limit": 16.5}"#,
             r#"{"limit": 1e30}"#,
