@@ -48,9 +48,11 @@ impl From<crate::ApiError> for UiError {
     }
 }
 
-impl IntoResponse for UiError {
-    fn into_response(self) -> Response {
-        let (status, heading, message) = match self {
+impl UiError {
+    /// The page's status, heading and message (logging the reason of a
+    /// 500 or 503: it is never shown).
+    pub(crate) fn parts(self) -> (StatusCode, &'static str, String) {
+        match self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Not found",
@@ -82,8 +84,15 @@ impl IntoResponse for UiError {
                 status.canonical_reason().unwrap_or("Request too large"),
                 format!("{reason}."),
             ),
-        };
-        // Error pages carry no form, so no CSRF token and no sign-out.
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, heading, message) = self.parts();
+        // Outside a session (no admin known): no CSRF token, no sign-out.
+        // A signed-in handler renders its errors with `Ctx::error`.
         let page = ErrorPage {
             chrome: Chrome::new(heading, String::new(), None),
             heading: heading.to_owned(),

@@ -11,12 +11,13 @@ use super::fields::{format_countdown, parse_scopes};
 use super::forms::KeyForm;
 use super::session::Ctx;
 use super::views::{
-    display_name, render, status, Column, CreditsForm, DeletePage, DetailPage, EventRow, ListPage,
-    NewPage, Row, Search, When, WindowView,
+    display_name, render, status, Column, CreditsForm, DeletePage, DetailPage, EventRow, EventsNav,
+    ListPage, NewPage, Row, Search, When, WindowView,
 };
 use super::PAGE_SIZE;
 
-/// Audit events shown on a key's page: the latest ones, oldest first.
+/// Audit events per page of a key's detail page, oldest first on a page;
+/// the first page holds the latest ones.
 const EVENTS_SHOWN: u64 = 100;
 
 /// `GET /ui`: the list (the middleware sends strangers to sign in).
@@ -216,10 +217,19 @@ pub(crate) async fn new_key(ctx: Ctx) -> Response {
 }
 
 /// `GET /ui/keys/{id}`.
-pub(crate) async fn detail(ctx: Ctx, Path(id): Path<String>) -> Response {
+/// `GET /ui/keys/{id}?events=N`: the key, its forms, and page `N` of its
+/// audit events (1, the default, is the latest).
+pub(crate) async fn detail(
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Response {
     let shown = async {
         let key = ctx.service.get(&id).await?;
-        detail_page(&ctx, &key, Extras::of(&key), StatusCode::OK).await
+        let mut extras = Extras::of(&key);
+        // Anything but a page number shows the first page, as the list does.
+        extras.events_page = query.events.trim().parse().unwrap_or(1);
+        detail_page(&ctx, &key, extras, StatusCode::OK).await
     };
     shown.await.unwrap_or_else(|e| ctx.error(e))
 }
@@ -232,6 +242,15 @@ pub(crate) struct Extras {
     pub(crate) grace: String,
     pub(crate) grace_error: Option<String>,
     pub(crate) alert: Option<String>,
+    /// The page of audit events shown (1: the latest).
+    pub(crate) events_page: u64,
+}
+
+/// The detail page's query string.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct DetailQuery {
+    events: String,
 }
 
 impl Extras {
@@ -242,6 +261,7 @@ impl Extras {
             grace: "3600".to_owned(),
             grace_error: None,
             alert: None,
+            events_page: 1,
         }
     }
 }
@@ -255,9 +275,11 @@ pub(crate) async fn detail_page(
 ) -> Result<Response, UiError> {
     let now = keygate::now_micros();
     let mut events = EventFilter::for_key(&key.id);
-    let events_total = ctx.service.count_events(&events).await?;
-    events.offset = events_total.saturating_sub(EVENTS_SHOWN);
-    events.limit = Some(EVENTS_SHOWN);
+    let total = ctx.service.count_events(&events).await?;
+    let (offset, events_nav) = events_nav(&key.id, total, extras.events_page);
+    events.offset = offset;
+    // The last page (oldest events) may be short.
+    events.limit = Some((events_nav.last - offset).max(1));
     let events = ctx.service.events(&events).await?;
     let credits = key.credits.as_ref().map(|c| c.at(now));
     let state = ctx.service.rate_limit_state(key).await;
@@ -296,7 +318,7 @@ pub(crate) async fn detail_page(
             None => "The shared rate limiter did not answer: live counters are not shown.",
         },
         events: events.iter().map(EventRow::of).collect(),
-        events_total,
+        events_nav,
         alert: extras.alert,
         form: extras.form,
         credits_form: extras.credits_form,
@@ -304,6 +326,26 @@ pub(crate) async fn detail_page(
         grace_error: extras.grace_error,
     };
     Ok(render(status_code, &page))
+}
+
+/// Where page `page` (clamped to the pages there are; 1 is the latest) of
+/// `total` events starts, and its navigation. Pages are counted from the
+/// newest event, so the first holds the latest `EVENTS_SHOWN` and the last
+/// may hold fewer.
+fn events_nav(id: &str, total: u64, page: u64) -> (u64, EventsNav) {
+    let pages = total.div_ceil(EVENTS_SHOWN).max(1);
+    let page = page.clamp(1, pages);
+    let last = total - (page - 1) * EVENTS_SHOWN;
+    let offset = last.saturating_sub(EVENTS_SHOWN);
+    let link = |page: u64| format!("/ui/keys/{id}?events={page}#audit-h");
+    let nav = EventsNav {
+        first: offset + 1,
+        last,
+        total,
+        older: (page < pages).then(|| link(page + 1)),
+        newer: (page > 1).then(|| link(page - 1)),
+    };
+    (offset, nav)
 }
 
 /// The key's windows with their live state (`state`, in the same order),
@@ -343,4 +385,34 @@ pub(crate) async fn confirm_delete(ctx: Ctx, Path(id): Path<String>) -> Response
         Ok::<_, UiError>(render(StatusCode::OK, &page))
     };
     shown.await.unwrap_or_else(|e| ctx.error(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_pages_count_back_from_the_latest() {
+        let nav = |total, page| {
+            let (offset, nav) = events_nav("k", total, page);
+            (
+                offset,
+                nav.first,
+                nav.last,
+                nav.older.is_some(),
+                nav.newer.is_some(),
+            )
+        };
+        assert_eq!(nav(0, 1), (0, 1, 0, false, false));
+        assert_eq!(nav(100, 1), (0, 1, 100, false, false));
+        assert_eq!(nav(101, 1), (1, 2, 101, true, false));
+        assert_eq!(nav(101, 2), (0, 1, 1, false, true));
+        assert_eq!(nav(250, 2), (50, 51, 150, true, true));
+        // Out of range: clamped.
+        assert_eq!(nav(250, 0), nav(250, 1));
+        assert_eq!(nav(250, u64::MAX), nav(250, 3));
+        let (_, page) = events_nav("k", 250, 2);
+        assert_eq!(page.older.as_deref(), Some("/ui/keys/k?events=3#audit-h"));
+        assert_eq!(page.newer.as_deref(), Some("/ui/keys/k?events=1#audit-h"));
+    }
 }

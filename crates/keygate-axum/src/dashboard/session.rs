@@ -142,17 +142,16 @@ impl Ctx {
     }
 
     /// An error page inside the signed-in layout (header and sign-out).
+    /// Every error a signed-in page meets (a missing key, a store that
+    /// does not answer, a bug) keeps the way back and the sign-out.
     pub(crate) fn error(&self, e: UiError) -> Response {
-        let (heading, message) = match &e {
-            UiError::NotFound => ("Not found", "There is no such key or page."),
-            _ => return e.into_response(),
-        };
+        let (status, heading, message) = e.parts();
         let page = ErrorPage {
             chrome: Chrome::new(heading, self.csrf.clone(), Some(&self.admin)),
             heading: heading.to_owned(),
-            message: message.to_owned(),
+            message,
         };
-        render(axum::http::StatusCode::NOT_FOUND, &page)
+        render(status, &page)
     }
 
     /// 303 to `to` with a status message for the page there.

@@ -284,13 +284,29 @@ pub(crate) struct DetailPage {
     pub(crate) windows: Vec<WindowView>,
     pub(crate) windows_note: &'static str,
     pub(crate) events: Vec<EventRow>,
-    pub(crate) events_total: u64,
+    pub(crate) events_nav: EventsNav,
     /// A refused change (the last admin key) or another problem.
     pub(crate) alert: Option<String>,
     pub(crate) form: KeyForm,
     pub(crate) credits_form: CreditsForm,
     pub(crate) grace: String,
     pub(crate) grace_error: Option<String>,
+}
+
+/// Which of a key's audit events the detail page shows, and links to the
+/// pages before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EventsNav {
+    /// Position (from 1, oldest first) of the first event shown.
+    pub(crate) first: u64,
+    /// Position of the last event shown.
+    pub(crate) last: u64,
+    /// Events of the key in all.
+    pub(crate) total: u64,
+    /// Link to the page of older events, if any.
+    pub(crate) older: Option<String>,
+    /// Link to the page of newer events, if any.
+    pub(crate) newer: Option<String>,
 }
 
 /// The credits form's values and problem.

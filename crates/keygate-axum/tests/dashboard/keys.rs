@@ -2,7 +2,7 @@
 //! validation, state changes, the last-admin guard, credits, audit.
 
 use axum::http::StatusCode;
-use keygate::{EventFilter, NewApiKey};
+use keygate::{ApiKeyUpdate, EventFilter, NewApiKey};
 
 use crate::support::Ui;
 
@@ -382,6 +382,79 @@ async fn create_edit_credits_deactivate_and_delete_are_audited_as_the_admin() {
     );
     assert!(events.iter().all(|e| e.actor == ui.admin_key.key_id));
     assert_eq!(events[1].changes.keys().collect::<Vec<_>>(), ["scopes"]);
+}
+
+/// Descriptions set by the update events shown on a detail page, in order.
+fn described(text: &str) -> Vec<u64> {
+    text.split("<li>description: ")
+        .skip(1)
+        .map(|s| {
+            let new = &s[s.find("→ d").unwrap() + "→ d".len()..];
+            new[..new.find('<').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_keys_audit_events_page_from_the_latest_back_to_the_first() {
+    let ui = Ui::new().await;
+    let (key, _) = crate::support::key(&ui.service, "busy", &["read"]).await;
+    // 1 create + 249 updates: events 2..=250 set the description to d2..d250.
+    for i in 2..=250 {
+        let change = ApiKeyUpdate {
+            description: Some(Some(format!("d{i}"))),
+            ..Default::default()
+        };
+        ui.service.update(&key.id, change).await.unwrap();
+    }
+    let mut browser = ui.signed_in().await;
+    let detail = format!("/ui/keys/{}", key.id);
+    let link = |page: u64| format!("/ui/keys/{}?events={page}#audit-h", key.id);
+
+    // The first page: the latest 100, oldest first; only older ones to go to.
+    let latest = browser.get(&ui.router, &detail).await;
+    latest.assert(StatusCode::OK, "Events 151–250 of 250, oldest first.");
+    assert_eq!(described(&latest.text), (151..=250).collect::<Vec<_>>());
+    assert!(latest
+        .text
+        .contains(&format!(r#"<a href="{}" rel="prev">Older</a>"#, link(2))));
+    assert!(latest
+        .text
+        .contains(r#"<a aria-disabled="true" role="link">Newer</a>"#));
+
+    let middle = browser.get(&ui.router, &format!("{detail}?events=2")).await;
+    middle.assert(StatusCode::OK, "Events 51–150 of 250, oldest first.");
+    assert_eq!(described(&middle.text), (51..=150).collect::<Vec<_>>());
+    assert!(middle.text.contains(&link(3)) && middle.text.contains(&link(1)));
+
+    // The last page is short: the create event and d2..d50.
+    let oldest = browser.get(&ui.router, &format!("{detail}?events=3")).await;
+    oldest.assert(StatusCode::OK, "Events 1–50 of 250, oldest first.");
+    assert_eq!(described(&oldest.text), (2..=50).collect::<Vec<_>>());
+    assert!(oldest.text.contains("<td>create</td>"));
+    assert!(oldest
+        .text
+        .contains(r#"<a aria-disabled="true" role="link">Older</a>"#));
+
+    // A page past the end shows the oldest; anything else the latest.
+    let past = browser
+        .get(&ui.router, &format!("{detail}?events=99"))
+        .await;
+    assert_eq!(described(&past.text), described(&oldest.text));
+    for odd in ["0", "-1", "x", "", "1e3", "99999999999999999999999"] {
+        let page = browser
+            .get(&ui.router, &format!("{detail}?events={odd}"))
+            .await;
+        page.assert(StatusCode::OK, "Events 151–250 of 250");
+    }
+
+    // A key with few events has no pager.
+    let (quiet, _) = crate::support::key(&ui.service, "quiet", &["read"]).await;
+    let page = browser
+        .get(&ui.router, &format!("/ui/keys/{}", quiet.id))
+        .await;
+    page.assert(StatusCode::OK, "<td>create</td>");
+    assert!(!page.text.contains("Audit event pages"));
 }
 
 #[tokio::test]

@@ -242,3 +242,29 @@ async fn plaintext_keys_appear_only_in_the_create_and_rotate_bodies() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_store_error_on_a_signed_in_page_keeps_the_sign_out_and_hides_the_reason() {
+    let ui = Ui::new().await;
+    let mut browser = ui.signed_in().await;
+    let detail = format!("/ui/keys/{}", ui.admin_key.id);
+    browser
+        .get(&ui.router, &detail)
+        .await
+        .assert(StatusCode::OK, "Sign out");
+    // The key and the session still read; the key's audit events do not.
+    sqlx::query("ALTER TABLE api_key_events RENAME TO api_key_events_gone")
+        .execute(ui.repo.sqlite().unwrap().pool())
+        .await
+        .unwrap();
+    let page = browser.get(&ui.router, &detail).await;
+    assert!(page.status.is_server_error(), "{}", page.status);
+    for text in ["<h1>Internal error</h1>", "Sign out", "Signed in as"] {
+        assert!(page.text.contains(text), "{text}: {}", page.text);
+    }
+    assert!(!page.text.contains("api_key_events"), "{}", page.text);
+    // A page outside the signed-in routes has no sign-out.
+    let stranger = Browser::default().get(&ui.router, "/ui/nowhere").await;
+    stranger.assert(StatusCode::NOT_FOUND, "<h1>Not found</h1>");
+    assert!(!stranger.text.contains("Sign out"));
+}
