@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::management::{
     finish, protect, AppState, EntityId, ManagementConfig, Page, PageParams, DEFAULT_PAGE_LIMIT,
 };
-use crate::schemas::{AuditActionSchema, AuditEventSchema, ErrorBody, ValidationErrorBody};
+use crate::schemas::{AuditEventSchema, ErrorBody, ValidationErrorBody};
 
 /// Where [`audit_router`] serves the whole audit log.
 pub const AUDIT_PATH: &str = "/audit";
@@ -107,7 +107,7 @@ pub(crate) struct AuditParams {
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Only events of this action.
-    #[param(value_type = Option<AuditActionSchema>, inline)]
+    #[param(value_type = Option<keygate::AuditAction>, inline)]
     action: Option<String>,
     /// Only events by this actor (exact, at most 256 characters, as stored):
     /// an admin key's `key_id`, `anonymous` (open router), `cli`…

@@ -1,10 +1,15 @@
 //! The OpenAPI 3.1 document and the offline docs page.
 
+#[cfg(feature = "swagger-ui")]
 use std::sync::Arc;
 
+#[cfg(feature = "swagger-ui")]
 use axum::body::Body;
+#[cfg(feature = "swagger-ui")]
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+#[cfg(feature = "swagger-ui")]
 use axum::http::StatusCode;
+#[cfg(feature = "swagger-ui")]
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use utoipa::openapi::content::ContentBuilder;
@@ -17,7 +22,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::Modify;
+#[cfg(feature = "swagger-ui")]
 use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use keygate::{AuditAction, RefillInterval};
 
 use crate::audit::{__path_audit, __path_key_events, EventPage};
 use crate::credits::{__path_change_credits, CreditsRequest};
@@ -28,9 +36,9 @@ use crate::handlers::{
 };
 use crate::rotation::{__path_rotate, RotateRequest};
 use crate::schemas::{
-    ApiKeyFilterSchema, ApiKeySchema, AuditActionSchema, AuditEventSchema, CreditsSchema,
-    ErrorBody, RateLimitSchema, RefillIntervalSchema, Scope, UpdateApiKeySchema, UsageSchema,
-    ValidationErrorBody, VerifiedApiKeySchema, WindowUsageSchema,
+    ApiKeyFilterSchema, ApiKeySchema, AuditEventSchema, CreditsSchema, ErrorBody, RateLimitSchema,
+    Scope, UpdateApiKeySchema, UsageSchema, ValidationErrorBody, VerifiedApiKeySchema,
+    WindowUsageSchema,
 };
 
 /// Where [`app`](crate::app) mounts the management router by default.
@@ -92,8 +100,8 @@ fn under_mount(path: &str) -> Option<&str> {
     components(schemas(
         ApiKeySchema, CreateApiKey, CreatedApiKey, UpdateApiKeySchema, ApiKeyFilterSchema,
         RotateRequest, VerifyRequest, VerifiedApiKeySchema, SearchResult, CountResult,
-        AuditEventSchema, AuditActionSchema, EventPage, ErrorBody, ValidationErrorBody, Scope,
-        RateLimitSchema, CreditsSchema, RefillIntervalSchema, UsageSchema, WindowUsageSchema,
+        AuditEventSchema, AuditAction, EventPage, ErrorBody, ValidationErrorBody, Scope,
+        RateLimitSchema, CreditsSchema, RefillInterval, UsageSchema, WindowUsageSchema,
         CreditsRequest
     )),
     modifiers(
@@ -107,7 +115,8 @@ fn under_mount(path: &str) -> Option<&str> {
 )]
 pub(crate) struct ManagementDoc;
 
-/// `GET /openapi.json` (the document) and `GET /docs` (Swagger UI, served
+/// `GET /openapi.json` (the document) and, with the `swagger-ui` feature
+/// (on by default), `GET /docs` (Swagger UI, served
 /// from assets embedded in the binary: no request leaves for another host).
 /// The page's title (the browser tab, bookmarks) is the document's
 /// `info.title`, `keygate API` for [`openapi`], not Swagger UI's own.
@@ -116,6 +125,7 @@ pub(crate) struct ManagementDoc;
 /// use axum::Router;
 /// let app: Router = Router::new().merge(keygate_axum::docs_router(keygate_axum::openapi("/api-keys")));
 /// ```
+#[cfg(feature = "swagger-ui")]
 pub fn docs_router(doc: OpenApi) -> Router {
     // validatorUrl "none": Swagger UI would otherwise send the document to
     // validator.swagger.io.
@@ -136,11 +146,38 @@ pub fn docs_router(doc: OpenApi) -> Router {
     }))
 }
 
+/// `GET /openapi.json`: the document (built without the `swagger-ui`
+/// feature, so without `/docs`).
+///
+/// ```
+/// use axum::Router;
+/// let app: Router = Router::new().merge(keygate_axum::docs_router(keygate_axum::openapi("/api-keys")));
+/// ```
+#[cfg(not(feature = "swagger-ui"))]
+pub fn docs_router(doc: OpenApi) -> Router {
+    // Serialized once; every request gets the same bytes.
+    let json = axum::body::Bytes::from(doc.to_json().expect("an OpenAPI document serializes"));
+    Router::new().route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let json = json.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+            }
+        }),
+    )
+}
+
 /// Swagger UI's page title, as its `index.html` has it.
+#[cfg(feature = "swagger-ui")]
 const SWAGGER_UI_TITLE: &str = "<title>Swagger UI</title>";
 
 /// `response` with Swagger UI's title replaced by `title` when it is the
 /// HTML page; anything else as it is.
+#[cfg(feature = "swagger-ui")]
 async fn retitle(response: Response, title: Arc<str>) -> Response {
     let html = response
         .headers()
@@ -165,6 +202,7 @@ async fn retitle(response: Response, title: Arc<str>) -> Response {
 }
 
 /// `text` safe inside an HTML element.
+#[cfg(feature = "swagger-ui")]
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -695,4 +733,40 @@ fn constrain(
         .item(object)
         .item(constraint);
     schemas.insert(name.to_owned(), RefOr::T(combined.into()));
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn status_and_type(router: &axum::Router, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (response.status(), content_type)
+    }
+
+    #[tokio::test]
+    async fn the_document_is_served_with_or_without_swagger_ui() {
+        let router = super::docs_router(super::openapi("/api-keys"));
+        let (status, content_type) = status_and_type(&router, "/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        let (status, content_type) = status_and_type(&router, "/docs/").await;
+        if cfg!(feature = "swagger-ui") {
+            assert_eq!(status, StatusCode::OK);
+            assert!(content_type.starts_with("text/html"), "{content_type}");
+        } else {
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        }
+    }
 }

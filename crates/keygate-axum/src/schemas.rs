@@ -1,6 +1,9 @@
-//! Schemas of the OpenAPI document that mirror core types (the core crate
-//! has no OpenAPI dependency). Tests check that they match the core's JSON
-//! field for field.
+//! Schemas of the OpenAPI document that mirror core structs. Tests check
+//! that they match the core's JSON field for field. The core's enums
+//! (`AuditAction`, `OrderBy`, `RefillInterval`) derive `ToSchema`
+//! themselves (keygate's feature `utoipa`); the structs stay here because
+//! the API documents them differently from the Rust API (request
+//! constraints, examples, nullability, fields it never shows).
 //!
 //! Examples are realistic values (a name, the scope `read`, an expiry in
 //! the future), so the docs page's samples can be sent as they are. Lists
@@ -15,6 +18,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
+use keygate::{AuditAction, OrderBy, RefillInterval};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
@@ -119,17 +123,6 @@ pub(crate) struct RateLimitSchema {
     window_ms: u64,
 }
 
-/// When credits are refilled: at the start of each hour, day or month (UTC).
-#[derive(ToSchema)]
-#[schema(as = RefillInterval)]
-#[allow(dead_code)]
-#[schema(rename_all = "lowercase")]
-pub(crate) enum RefillIntervalSchema {
-    Hourly,
-    Daily,
-    Monthly,
-}
-
 /// A key's usage credits: each request takes its cost from `remaining`
 /// and is refused (429) when too few are left. With a refill, `remaining`
 /// is set to `refill_amount` at the start of every `refill_interval`
@@ -146,7 +139,7 @@ pub(crate) struct CreditsSchema {
     #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, examples(1000))]
     refill_amount: Option<u64>,
     /// How often the refill happens.
-    refill_interval: Option<RefillIntervalSchema>,
+    refill_interval: Option<RefillInterval>,
     /// Start of the interval of the last refill. Set by keygate: ignored
     /// in requests.
     #[schema(read_only, examples("2025-06-02T00:00:00Z"))]
@@ -233,21 +226,6 @@ pub(crate) struct UpdateApiKeySchema {
     credits: Option<CreditsSchema>,
 }
 
-/// Sort column of a search.
-#[derive(ToSchema)]
-#[schema(as = OrderBy)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub(crate) enum OrderBySchema {
-    Id,
-    Name,
-    CreatedAt,
-    ExpiresAt,
-    LastUsedAt,
-    IsActive,
-    KeyId,
-}
-
 /// Search criteria, all optional, combined with AND.
 #[derive(ToSchema)]
 #[schema(as = ApiKeyFilter)]
@@ -295,7 +273,7 @@ pub(crate) struct ApiKeyFilterSchema {
     /// Default `created_at`.
     #[serde(default)]
     #[schema(inline)]
-    order_by: OrderBySchema,
+    order_by: OrderBy,
     /// Default true.
     #[serde(default)]
     order_desc: bool,
@@ -307,20 +285,6 @@ pub(crate) struct ApiKeyFilterSchema {
     /// parameter wins in search.
     #[schema(minimum = 1, maximum = 100)]
     limit: Option<u64>,
-}
-
-/// What a change did.
-#[derive(ToSchema)]
-#[schema(as = AuditAction)]
-#[allow(dead_code)]
-#[schema(rename_all = "snake_case")]
-pub(crate) enum AuditActionSchema {
-    Create,
-    Update,
-    Delete,
-    Activate,
-    Deactivate,
-    Rotate,
 }
 
 /// One recorded change. Never holds a secret, a hash or a plaintext key
@@ -335,7 +299,7 @@ pub(crate) struct AuditEventSchema {
     /// When the change was made.
     #[schema(examples("2025-06-02T14:05:00Z"))]
     at: DateTime<Utc>,
-    action: AuditActionSchema,
+    action: AuditAction,
     /// The public key id of the changed key.
     #[schema(examples("7a74caa323a5410d"))]
     key_id: String,

@@ -10,13 +10,14 @@ use crate::error::{Error, FieldError};
 use crate::limits::MAX_CREDITS;
 use crate::scope::is_valid_scope;
 
-/// Column to sort by.
+/// Sort column of a search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(
     feature = "clap",
     derive(clap::ValueEnum),
     value(rename_all = "snake_case")
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderBy {
     /// Entity id.

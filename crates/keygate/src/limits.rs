@@ -52,6 +52,7 @@ impl RateLimit {
 
 /// When credits are refilled: at the start of each hour, day or month (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RefillInterval {
     /// At minute 0 of every hour.

@@ -252,6 +252,7 @@ async fn root_mount_keeps_audit_reachable() {
     assert!(doc["paths"].get("/{id}/rotate").is_some());
 }
 
+#[cfg(feature = "swagger-ui")]
 /// Every `http(s)://host` in `text`.
 fn hosts(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -270,6 +271,7 @@ fn hosts(text: &str) -> BTreeSet<String> {
     out
 }
 
+#[cfg(feature = "swagger-ui")]
 /// `src="..."` and `href="..."` values of an HTML page.
 fn references(html: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -282,6 +284,7 @@ fn references(html: &str) -> Vec<String> {
     out
 }
 
+#[cfg(feature = "swagger-ui")]
 #[tokio::test]
 async fn docs_page_is_served_from_the_binary_with_no_outside_request() {
     let app = TestApp::new().await;
@@ -360,6 +363,7 @@ async fn docs_page_is_served_from_the_binary_with_no_outside_request() {
 }
 
 /// The page is titled after the document, not "Swagger UI".
+#[cfg(feature = "swagger-ui")]
 #[tokio::test]
 async fn the_docs_page_is_titled_keygate_api() {
     let app = TestApp::new().await;
