@@ -205,7 +205,7 @@ impl Dashboard {
             .route("/login", get(auth::login_page).post(auth::login))
             .route("/assets/{name}", get(assets::serve))
             .merge(signed_in)
-            .fallback(error::not_found_page)
+            .fallback(session::not_found_page)
             .with_state(ui)
             .layer(middleware::from_fn(csrf::guard))
             .layer(sessions)

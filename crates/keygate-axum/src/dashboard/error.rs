@@ -102,11 +102,6 @@ impl IntoResponse for UiError {
     }
 }
 
-/// The HTML 404 of any other path under `/ui`.
-pub(crate) async fn not_found_page() -> UiError {
-    UiError::NotFound
-}
-
 /// The size limits of the JSON API (`MAX_URI_BYTES`, `MAX_HEADER_BYTES`)
 /// as pages, before any session is read. Counts the target as the client
 /// sent it, `/ui` included.

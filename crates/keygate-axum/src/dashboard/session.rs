@@ -94,6 +94,32 @@ async fn check(ui: &Ui, session: &Session) -> Result<Option<ApiKey>, UiError> {
     }
 }
 
+/// `e` as a page inside the signed-in layout (header and sign-out).
+fn signed_in_error(e: UiError, csrf: &str, admin: &ApiKey) -> Response {
+    let (status, heading, message) = e.parts();
+    let page = ErrorPage {
+        chrome: Chrome::new(heading, csrf.to_owned(), Some(admin)),
+        heading: heading.to_owned(),
+        message,
+    };
+    render(status, &page)
+}
+
+/// The 404 of any path under `/ui` that no route has: inside the
+/// signed-in layout for a session of a working admin key, a plain page
+/// for anyone else (no session is made for them).
+pub(crate) async fn not_found_page(State(ui): State<Ui>, session: Session) -> Response {
+    let admin = match check(&ui, &session).await {
+        Ok(Some(admin)) => admin,
+        Ok(None) => return UiError::NotFound.into_response(),
+        Err(e) => return e.into_response(),
+    };
+    match csrf::token(&session).await {
+        Ok(csrf) => signed_in_error(UiError::NotFound, &csrf, &admin),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The signed-in admin key, as re-read for this request.
 #[derive(Debug, Clone)]
 pub(crate) struct AdminKey(pub(crate) ApiKey);
@@ -145,13 +171,7 @@ impl Ctx {
     /// Every error a signed-in page meets (a missing key, a store that
     /// does not answer, a bug) keeps the way back and the sign-out.
     pub(crate) fn error(&self, e: UiError) -> Response {
-        let (status, heading, message) = e.parts();
-        let page = ErrorPage {
-            chrome: Chrome::new(heading, self.csrf.clone(), Some(&self.admin)),
-            heading: heading.to_owned(),
-            message,
-        };
-        render(status, &page)
+        signed_in_error(e, &self.csrf, &self.admin)
     }
 
     /// 303 to `to` with a status message for the page there.

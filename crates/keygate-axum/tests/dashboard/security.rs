@@ -263,8 +263,29 @@ async fn a_store_error_on_a_signed_in_page_keeps_the_sign_out_and_hides_the_reas
         assert!(page.text.contains(text), "{text}: {}", page.text);
     }
     assert!(!page.text.contains("api_key_events"), "{}", page.text);
-    // A page outside the signed-in routes has no sign-out.
-    let stranger = Browser::default().get(&ui.router, "/ui/nowhere").await;
-    stranger.assert(StatusCode::NOT_FOUND, "<h1>Not found</h1>");
-    assert!(!stranger.text.contains("Sign out"));
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_404_with_sign_out_only_for_a_signed_in_admin() {
+    let ui = Ui::new().await;
+    let mut browser = ui.signed_in().await;
+    let page = browser.get(&ui.router, "/ui/nowhere/at/all").await;
+    page.assert(StatusCode::NOT_FOUND, "<h1>Not found</h1>");
+    assert!(page.text.contains("Sign out"), "{}", page.text);
+    assert_secure_headers(&page);
+    // Its sign-out form works: the token is the session's.
+    let out = browser
+        .submit(&ui.router, "/ui/nowhere/at/all", "/ui/logout", &[])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.text);
+
+    // Signed out, or a stranger: the plain page, and no session is made.
+    let sessions = ui.sessions().await;
+    for mut who in [browser, Browser::default()] {
+        let page = who.get(&ui.router, "/ui/nowhere").await;
+        page.assert(StatusCode::NOT_FOUND, "<h1>Not found</h1>");
+        assert!(!page.text.contains("Sign out"));
+        assert!(page.set_cookie().is_none(), "{:?}", page.set_cookie());
+    }
+    assert!(ui.sessions().await <= sessions);
 }
