@@ -16,7 +16,7 @@ use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 
-/// A [`Repository`] on a MySQL or MariaDB pool.
+/// A [`Repository`](keygate::Repository) on a MySQL or MariaDB pool.
 #[derive(Debug, Clone)]
 pub struct MySqlRepository {
     pool: MySqlPool,

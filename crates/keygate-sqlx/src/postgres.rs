@@ -17,7 +17,7 @@ use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// A [`Repository`] on a PostgreSQL pool. Several instances may share one
+/// A [`Repository`](keygate::Repository) on a PostgreSQL pool. Several instances may share one
 /// database.
 #[derive(Debug, Clone)]
 pub struct PostgresRepository {

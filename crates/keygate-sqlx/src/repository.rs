@@ -21,7 +21,7 @@ use crate::PostgresRepository;
 use crate::SqliteRepository;
 use crate::{Backend, SqlOptions};
 
-/// A [`Repository`] on SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
+/// A [`Repository`](keygate::Repository) on SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
 /// URL's scheme. Cheap to clone (the pool is shared).
 ///
 /// ```

@@ -24,7 +24,7 @@ use crate::SqlOptions;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// A [`Repository`] on a SQLite pool.
+/// A [`Repository`](keygate::Repository) on a SQLite pool.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
