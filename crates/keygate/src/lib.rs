@@ -7,11 +7,13 @@
 //! the hashers, the [`ApiKey`] entity, the storage contract ([`KeyStore`],
 //! [`KeySearch`], [`AuditLog`]; together [`Repository`]) with an
 //! [`InMemoryRepository`], the audit log types, the verification cache and
-//! [`ApiKeyService`]. With the `testing` feature, [`testing`] holds the
+//! [`ApiKeyService`]. With the `testing` feature, the `testing` module holds the
 //! conformance suite every store runs. [`telemetry`] lists the metrics,
 //! log fields and spans a service emits. The `clap` feature derives
 //! `clap::ValueEnum` on [`AuditAction`] and [`OrderBy`] (the names the
-//! store and the HTTP API use), for CLIs.
+//! store and the HTTP API use), for CLIs; the `utoipa` feature derives
+//! `utoipa::ToSchema` on those two and [`RefillInterval`], for OpenAPI
+//! documents.
 //! SQL stores live in `keygate-sqlx`, HTTP in `keygate-axum`.
 //!
 //! ```
