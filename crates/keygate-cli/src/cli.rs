@@ -810,6 +810,16 @@ pub(crate) struct ServeArgs {
     /// password is never logged.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
+    /// --redis-url names nodes of a Redis Cluster (comma-separated, e.g.
+    /// redis://10.0.0.1:6379,redis://10.0.0.2:6379)
+    ///
+    /// One node is enough; the cluster tells the rest, and more let an
+    /// instance start while some are down. Every node must have the same
+    /// password and TLS mode. Each key's windows live in one hash slot, so
+    /// every check stays one atomic script on one node; key changes are
+    /// published and heard through any node.
+    #[arg(long, env = "REDIS_CLUSTER", requires = "redis_url")]
+    pub redis_cluster: bool,
     /// How changes made through other instances reach this one's cache
     ///
     /// `auto` (default): pushed, within milliseconds, by every channel

@@ -73,8 +73,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
             ..CacheConfig::default()
         }),
     };
-    let (builder, redis_feed) =
-        with_rate_limiter(builder, args.redis_url.as_deref(), args.invalidation).await?;
+    let (builder, redis_feed) = with_rate_limiter(
+        builder,
+        args.redis_url.as_deref(),
+        args.redis_cluster,
+        args.invalidation,
+    )
+    .await?;
     let service = builder.build()?;
     push_invalidation(
         &repo,
@@ -198,6 +203,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<()> {
 async fn with_rate_limiter(
     builder: ServiceBuilder,
     redis_url: Option<&str>,
+    cluster: bool,
     invalidation: Invalidation,
 ) -> Result<(ServiceBuilder, Option<RedisChangeFeed>)> {
     let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) else {
@@ -209,13 +215,21 @@ async fn with_rate_limiter(
         return Ok((builder, None));
     };
     let shown = redact_redis(url);
-    let limiter = keygate_redis::RedisRateLimiter::connect(url)
+    let builder_for = if cluster {
+        let nodes = url.split(',').map(str::trim).filter(|n| !n.is_empty());
+        keygate_redis::RedisRateLimiter::cluster_builder(nodes)
+    } else {
+        keygate_redis::RedisRateLimiter::builder(url)
+    };
+    let limiter = builder_for
+        .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot use --redis-url: {}", scrub(&e.to_string(), url)))?;
     match limiter.ping().await {
         Ok(()) => tracing::info!(
             rate_limits = "shared",
             redis = %shown,
+            cluster,
             "rate limits are shared through Redis by every instance using it"
         ),
         Err(e) => tracing::warn!(
@@ -278,6 +292,13 @@ fn push_invalidation(
 /// A Redis URL for logs: any user info and query (where a password can be)
 /// masked, e.g. `redis://***@cache:6379/0`.
 fn redact_redis(url: &str) -> String {
+    url.split(',')
+        .map(|node| redact_redis_node(node.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_redis_node(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(unparsable URL)".to_owned();
     };
@@ -297,15 +318,19 @@ fn redact_redis(url: &str) -> String {
 /// messages of other crates may quote the URL.
 fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &redact_redis(url));
-    let userinfo = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .map(|(userinfo, _)| userinfo);
-    if let Some(userinfo) = userinfo {
-        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-        if !password.is_empty() {
-            out = out.replace(password, "***");
+    for node in url.split(',') {
+        let node = node.trim();
+        out = out.replace(node, &redact_redis_node(node));
+        let userinfo = node
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        if let Some(userinfo) = userinfo {
+            let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+            if !password.is_empty() {
+                out = out.replace(password, "***");
+            }
         }
     }
     out
@@ -462,5 +487,10 @@ mod tests {
         let said = scrub(&format!("failed for {url}: auth s3cret refused"), url);
         assert!(!said.contains("s3cret"), "{said}");
         assert!(said.contains("cache:6379"), "{said}");
+        // Cluster nodes: each one's password.
+        let nodes = "redis://:pw-one@a:7000, redis://:pw-two@b:7001";
+        assert_eq!(redact_redis(nodes), "redis://***@a:7000,redis://***@b:7001");
+        let said = scrub("pw-one and pw-two refused", nodes);
+        assert_eq!(said, "*** and *** refused");
     }
 }

@@ -14,6 +14,8 @@
 
 #[path = "support/fresh.rs"]
 mod fresh;
+#[path = "../../keygate-redis/tests/support/cluster.rs"]
+mod own_cluster;
 mod support;
 
 use std::net::TcpListener;
@@ -253,6 +255,31 @@ fn redis_pubsub_pushes_changes_and_a_lost_subscription_resyncs() {
     for server in [a, b] {
         let (code, logs) = server.stop(libc::SIGTERM);
         assert_eq!(code, Some(0), "{logs}");
+    }
+}
+
+#[test]
+fn redis_cluster_pubsub_pushes_changes_between_instances_told_of_different_nodes() {
+    let cluster = match own_cluster::OwnCluster::start() {
+        Ok(c) => c,
+        Err(e) => return skip_unreachable("a Redis Cluster of the test's own", &e),
+    };
+    let env = Env::new();
+    let urls = cluster.urls();
+    let serve = |nodes: String| {
+        Server::start(&env, move |c: &mut Command| {
+            c.args(["--cache-ttl", LONG_CACHE, "--invalidation", "redis"])
+                .args(["--redis-cluster", "--redis-url", &nodes]);
+        })
+    };
+    let a = serve(urls[0].clone());
+    // b's first node is down: it subscribes through the next one.
+    let b = serve(format!("redis://127.0.0.1:{},{}", free_port(), urls[2]));
+    changes_are_pushed(&env, &a, &b, false);
+    for server in [a, b] {
+        let (code, logs) = server.stop(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{logs}");
+        assert!(logs.contains("cluster=true"), "{logs}");
     }
 }
 

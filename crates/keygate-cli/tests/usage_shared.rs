@@ -12,6 +12,8 @@
 
 #[path = "support/fresh.rs"]
 mod fresh;
+#[path = "../../keygate-redis/tests/support/cluster.rs"]
+mod own_cluster;
 mod support;
 
 use std::collections::BTreeMap;
@@ -189,6 +191,33 @@ fn two_instances_on_postgres_and_redis_share_credits_and_windows_exactly() {
             assert!(!logs.contains("per instance until"), "{logs}");
         },
     );
+}
+
+#[test]
+fn two_instances_on_a_redis_cluster_share_windows_exactly() {
+    let cluster = match own_cluster::OwnCluster::start() {
+        Ok(c) => c,
+        Err(e) => return skip_unreachable("a Redis Cluster of the test's own", &e),
+    };
+    // Each instance is told of a different node; the cluster tells the rest.
+    let urls = cluster.urls();
+    let env = Env::new();
+    let started = std::cell::Cell::new(0);
+    let (window, logs) = two_instances(&env, |cmd| {
+        let first = started.replace(started.get() + 1) * 2 % urls.len();
+        cmd.args(["--redis-cluster", "--redis-url", &urls[first..].join(",")]);
+    });
+    assert_exactly(&window, 100, "API key rate limit exceeded");
+    assert_retry_after(&window, 60);
+    assert_eq!(
+        logs.matches("rate limits are shared through Redis").count(),
+        2,
+        "{logs}"
+    );
+    assert!(logs.contains("cluster=true"), "{logs}");
+    // The windows are in the cluster, on the node of the key's slot.
+    let held: u64 = (0..3).map(|i| cluster.dbsize(i)).sum();
+    assert!(held >= 1, "no window counter in the cluster");
 }
 
 #[test]

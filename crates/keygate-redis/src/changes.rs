@@ -82,10 +82,24 @@ impl RedisChangeFeed {
         invalidator.keep_listening(&feed, connect, receive).await;
     }
 
+    /// Subscribes on the first of the limiter's URLs that answers: on a
+    /// cluster any node hears what is published on any other.
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = self.limiter.inner.client.get_async_pubsub().await?;
-        pubsub.subscribe(&self.channel).await?;
-        Ok(pubsub)
+        let mut last = None;
+        for node in &self.limiter.inner.nodes {
+            let attempt = async {
+                let mut pubsub = node.get_async_pubsub().await?;
+                pubsub.subscribe(&self.channel).await?;
+                Ok(pubsub)
+            };
+            match attempt.await {
+                Ok(pubsub) => return Ok(pubsub),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"))
+        }))
     }
 
     fn masked(&self, e: &redis::RedisError) -> String {

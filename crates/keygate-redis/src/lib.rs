@@ -47,6 +47,17 @@
 //! one script may only touch keys of one slot. Each counter expires when its
 //! window closes, so Redis holds only open windows.
 //!
+//! ## Redis Cluster
+//!
+//! With feature `cluster` (default), [`RedisRateLimiter::cluster_builder`]
+//! takes one or more nodes of a cluster; redis-rs's cluster connection
+//! learns the slots from them, follows `MOVED`/`ASK`, loads the scripts on
+//! every primary and reconnects to nodes that come back. Each check still
+//! touches one key's windows only, all in its hash slot: one atomic script
+//! on one node. [`RedisChangeFeed`] publishes through the cluster and
+//! subscribes through the first given node that answers (a cluster's
+//! nodes pass every publish on to each other).
+//!
 //! ## Why redis-rs
 //!
 //! This crate uses [`redis`] (redis-rs), not `fred` or `deadpool-redis`:
@@ -188,12 +199,15 @@ pub struct RedisRateLimiter {
 }
 
 struct Inner {
-    client: Client,
-    config: ConnectionManagerConfig,
+    backend: Backend,
     /// Made on first success; empty while Redis has never answered.
-    connection: tokio::sync::OnceCell<ConnectionManager>,
+    connection: tokio::sync::OnceCell<Connection>,
+    /// One client per URL given: where the change feed may subscribe (the
+    /// first that answers; any node of a cluster hears every publish).
+    nodes: Vec<Client>,
     prefix: String,
-    /// `redis://host:port/db`, the password masked.
+    /// `redis://host:port/db` (`redis-cluster://host:port,…` for a
+    /// cluster), the password masked.
     server: String,
     /// Masked out of every error message.
     password: Option<String>,
@@ -201,10 +215,67 @@ struct Inner {
     release: Script,
 }
 
+/// Where the connection comes from.
+enum Backend {
+    /// One Redis server: one multiplexed connection that reconnects.
+    Single {
+        client: Client,
+        config: ConnectionManagerConfig,
+    },
+    /// A Redis Cluster: redis-rs's cluster connection, which follows the
+    /// slots and reconnects to the nodes.
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// The connection every call uses (cheap to clone: both kinds are
+/// handles on shared, multiplexed connections).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Options of a [`RedisRateLimiter`]; from [`RedisRateLimiter::builder`].
 #[derive(Clone)]
 pub struct RedisRateLimiterBuilder {
-    url: String,
+    urls: Vec<String>,
+    cluster: bool,
     prefix: String,
     connection_timeout: Duration,
     response_timeout: Duration,
@@ -212,8 +283,10 @@ pub struct RedisRateLimiterBuilder {
 
 impl fmt::Debug for RedisRateLimiterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| mask_url(u)).collect();
         f.debug_struct("RedisRateLimiterBuilder")
-            .field("url", &mask_url(&self.url))
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -256,32 +329,51 @@ impl RedisRateLimiterBuilder {
                 self.prefix
             )));
         }
-        let client = Client::open(self.url.as_str()).map_err(|e| {
-            LimiterError(format!(
-                "invalid Redis URL {}: {}",
-                mask_url(&self.url),
-                mask(&e.to_string(), url_password(&self.url).as_deref())
-            ))
-        })?;
-        let info = client.get_connection_info();
-        let password = info.redis.password.clone().filter(|p| !p.is_empty());
-        let server = describe(info);
+        if self.urls.is_empty() {
+            return Err(LimiterError("no Redis URL given".to_owned()));
+        }
+        let nodes = self
+            .urls
+            .iter()
+            .map(|url| {
+                Client::open(url.as_str()).map_err(|e| {
+                    LimiterError(format!(
+                        "invalid Redis URL {}: {}",
+                        mask_url(url),
+                        mask(&e.to_string(), url_password(url).as_deref())
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let password = nodes[0]
+            .get_connection_info()
+            .redis
+            .password
+            .clone()
+            .filter(|p| !p.is_empty());
         let tcp = TcpSettings::default()
             .set_nodelay(true)
             .set_keepalive(TcpKeepalive::new().with_time(Duration::from_secs(30)));
-        // No reconnection retries inside the manager: while Redis is down,
-        // each call fails at once (the service then limits in process)
-        // and the next one tries to connect again.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(self.connection_timeout)
-            .set_response_timeout(self.response_timeout)
-            .set_tcp_settings(tcp);
+        let (backend, server) = if self.cluster {
+            self.cluster_backend(&nodes, tcp, password.as_deref())?
+        } else {
+            // No reconnection retries inside the manager: while Redis is
+            // down, each call fails at once (the service then limits in
+            // process) and the next one tries to connect again.
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(0)
+                .set_connection_timeout(self.connection_timeout)
+                .set_response_timeout(self.response_timeout)
+                .set_tcp_settings(tcp);
+            let client = nodes[0].clone();
+            let server = describe(client.get_connection_info());
+            (Backend::Single { client, config }, server)
+        };
         let limiter = RedisRateLimiter {
             inner: Arc::new(Inner {
-                client,
-                config,
+                backend,
                 connection: tokio::sync::OnceCell::new(),
+                nodes,
                 prefix: self.prefix,
                 server,
                 password,
@@ -298,6 +390,56 @@ impl RedisRateLimiterBuilder {
         }
         Ok(limiter)
     }
+
+    #[cfg(feature = "cluster")]
+    fn cluster_backend(
+        &self,
+        nodes: &[Client],
+        tcp: TcpSettings,
+        password: Option<&str>,
+    ) -> Result<(Backend, String), LimiterError> {
+        let infos: Vec<redis::ConnectionInfo> = nodes
+            .iter()
+            .map(|n| n.get_connection_info().clone())
+            .collect();
+        let server = format!(
+            "redis-cluster://{}",
+            infos
+                .iter()
+                .map(|i| i.addr.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        // Few, short retries (a MOVED during resharding is one): a call
+        // must end well within the service's timeout (100 ms), after
+        // which the service limits in process.
+        let client = redis::cluster::ClusterClientBuilder::new(infos)
+            .connection_timeout(self.connection_timeout)
+            .response_timeout(self.response_timeout)
+            .retries(2)
+            .min_retry_wait(1)
+            .max_retry_wait(20)
+            .retry_wait_formula(5, 2)
+            .tcp_settings(tcp)
+            .build()
+            .map_err(|e| {
+                LimiterError(format!(
+                    "invalid Redis Cluster nodes {server}: {}",
+                    mask(&e.to_string(), password)
+                ))
+            })?;
+        Ok((Backend::Cluster(client), server))
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn cluster_backend(
+        &self,
+        _: &[Client],
+        _: TcpSettings,
+        _: Option<&str>,
+    ) -> Result<(Backend, String), LimiterError> {
+        unreachable!("cluster builders exist only with the cluster feature")
+    }
 }
 
 impl RedisRateLimiter {
@@ -308,10 +450,31 @@ impl RedisRateLimiter {
     /// `SSL_CERT_FILE` names).
     pub fn builder(url: &str) -> RedisRateLimiterBuilder {
         RedisRateLimiterBuilder {
-            url: url.to_owned(),
+            urls: vec![url.to_owned()],
+            cluster: false,
             prefix: DEFAULT_PREFIX.to_owned(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// Options for a limiter on a Redis Cluster, reached first through
+    /// `nodes` (URLs as for [`builder`](Self::builder), the same password
+    /// and TLS mode on each; one node is enough, more let it start when
+    /// some are down). The cluster connection learns the slots from them,
+    /// follows `MOVED`/`ASK` and reconnects to nodes that come back. A
+    /// key's windows share one hash slot (see "Keys" above), so every
+    /// check stays one atomic script call on one node.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisRateLimiterBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisRateLimiterBuilder {
+            urls: nodes.into_iter().map(Into::into).collect(),
+            cluster: true,
+            ..Self::builder("")
         }
     }
 
@@ -342,16 +505,35 @@ impl RedisRateLimiter {
     }
 
     /// The connection, made now if it never was.
-    async fn connection(&self) -> Result<ConnectionManager, LimiterError> {
+    async fn connection(&self) -> Result<Connection, LimiterError> {
         let inner = &self.inner;
         inner
             .connection
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone())
+            .get_or_try_init(|| async {
+                match &inner.backend {
+                    Backend::Single { client, config } => {
+                        ConnectionManager::new_with_config(client.clone(), config.clone())
+                            .await
+                            .map(Connection::Single)
+                    }
+                    #[cfg(feature = "cluster")]
+                    Backend::Cluster(client) => {
+                        client.get_async_connection().await.map(Connection::Cluster)
+                    }
+                }
             })
             .await
             .cloned()
             .map_err(|e| self.error("connect", &e))
+    }
+
+    /// Whether this limiter talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        match self.inner.backend {
+            Backend::Single { .. } => false,
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(_) => true,
+        }
     }
 
     /// Runs `call` on the connection, and once more on a new connection
@@ -369,7 +551,7 @@ impl RedisRateLimiter {
         call: F,
     ) -> Result<T, LimiterError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let connection = self.connection().await?;
@@ -479,6 +661,7 @@ impl fmt::Debug for RedisRateLimiter {
         f.debug_struct("RedisRateLimiter")
             .field("server", &self.inner.server)
             .field("prefix", &self.inner.prefix)
+            .field("cluster", &self.is_cluster())
             .field("connected", &self.inner.connection.initialized())
             .finish()
     }
