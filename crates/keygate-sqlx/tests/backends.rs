@@ -347,3 +347,68 @@ async fn mysql_schema_has_the_python_types() {
     repo.migrate().await.unwrap();
     assert_eq!(repo.get(&k.id).await.unwrap().unwrap(), k);
 }
+
+/// PostgreSQL: a pooled connection used within `ping_idle_after` is used
+/// without a ping first (so a connection killed on the server fails the
+/// call that finds it), while with `ping_idle_after` zero every use pings
+/// first and a killed connection is replaced before the call. Either way
+/// the pool then works with a new connection.
+#[tokio::test]
+async fn postgres_pings_only_connections_that_sat_idle() {
+    let Some((admin, schema)) = support::postgres_pool().await else {
+        return;
+    };
+    let _cleanup = support::postgres_store(admin.clone(), schema);
+    let base = support::postgres_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    for (idle_after, call_survives) in [(Duration::from_secs(3600), false), (Duration::ZERO, true)]
+    {
+        let name = format!("kg_ping_{}", uuid::Uuid::new_v4().simple());
+        let options = SqlOptions {
+            max_connections: Some(1),
+            ping_idle_after: idle_after,
+            ..SqlOptions::default()
+        };
+        let url = format!("{base}{separator}application_name={name}");
+        let repo = SqlRepository::connect_with(&url, options).await.unwrap();
+        repo.ping().await.expect("first use");
+
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&name)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert_eq!(killed, [true], "the pool's one connection");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            if left == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the backend did not exit");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        let call = repo.ping().await;
+        assert_eq!(
+            call.is_ok(),
+            call_survives,
+            "ping_idle_after {idle_after:?}: {call:?}"
+        );
+        if let Err(e) = call {
+            assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        }
+        repo.ping()
+            .await
+            .expect("the pool replaced the killed connection");
+        repo.close().await;
+    }
+}
