@@ -159,10 +159,33 @@ pub struct SqlOptions {
 /// Default [`SqlOptions::ping_idle_after`].
 pub const DEFAULT_PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Whether a pooled connection idle for `idle_for` is pinged before use.
+/// `pool` checking its connections as [`SqlOptions::ping_before_use`] and
+/// [`SqlOptions::ping_idle_after`] say: sqlx's own test pings before every
+/// use; this one only before the use of a connection that sat idle. A
+/// failed ping makes the pool drop the connection and use (or open)
+/// another, as its own test does.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn ping_due(options: &SqlOptions, idle_for: Duration) -> bool {
-    options.ping_before_use && idle_for >= options.ping_idle_after
+fn ping_when_idle<DB: sqlx::Database>(
+    pool: sqlx::pool::PoolOptions<DB>,
+    options: &SqlOptions,
+) -> sqlx::pool::PoolOptions<DB> {
+    let (enabled, idle_after) = (options.ping_before_use, options.ping_idle_after);
+    pool.test_before_acquire(false)
+        .before_acquire(move |connection, meta| {
+            let ping = enabled && meta.idle_for >= idle_after;
+            Box::pin(async move {
+                if !ping {
+                    return Ok(true);
+                }
+                match sqlx::Connection::ping(connection).await {
+                    Ok(()) => Ok(true),
+                    Err(error) => {
+                        tracing::info!(%error, "a pooled connection did not answer its ping: replaced");
+                        Ok(false)
+                    }
+                }
+            })
+        })
 }
 
 impl Default for SqlOptions {

@@ -45,28 +45,8 @@ impl MySqlRepository {
             .charset("utf8mb4");
         let pool = MySqlPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10))
-            .acquire_timeout(options.acquire_timeout)
-            // sqlx's own test pings before every use; this one only
-            // before the use of a connection that sat idle (see
-            // SqlOptions::ping_idle_after).
-            .test_before_acquire(false)
-            .before_acquire(move |connection, meta| {
-                let ping = crate::ping_due(&options, meta.idle_for);
-                Box::pin(async move {
-                    if !ping {
-                        return Ok(true);
-                    }
-                    // A failed ping: the pool drops the connection and
-                    // uses (or opens) another, as its own test does.
-                    match sqlx::Connection::ping(connection).await {
-                        Ok(()) => Ok(true),
-                        Err(error) => {
-                            tracing::info!(%error, "a pooled connection did not answer its ping: replaced");
-                            Ok(false)
-                        }
-                    }
-                })
-            })
+            .acquire_timeout(options.acquire_timeout);
+        let pool = crate::ping_when_idle(pool, &options)
             .connect_with(connect)
             .await
             .map_err(store_error)?;
