@@ -23,7 +23,8 @@ async fn posts_without_the_right_token_are_403_and_change_nothing() {
     let token = browser.get(&ui.router, "/ui/keys").await.csrf();
     let id = ui.admin_key.id.clone();
     let (other, _) = crate::support::key(&ui.service, "victim", &["read"]).await;
-    let wrong = format!("{}0", &token[..token.len() - 1]);
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &token[..token.len() - 1]);
     let deactivate = format!("/ui/keys/{}/deactivate", other.id);
     let delete = format!("/ui/keys/{}/delete", other.id);
     let posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
