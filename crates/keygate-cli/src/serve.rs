@@ -216,8 +216,7 @@ async fn with_rate_limiter(
     };
     let shown = redact_redis(url);
     let builder_for = if cluster {
-        let nodes = url.split(',').map(str::trim).filter(|n| !n.is_empty());
-        keygate_redis::RedisRateLimiter::cluster_builder(nodes)
+        keygate_redis::RedisRateLimiter::cluster_builder(redis_nodes(url))
     } else {
         keygate_redis::RedisRateLimiter::builder(url)
     };
@@ -292,10 +291,16 @@ fn push_invalidation(
 /// A Redis URL for logs: any user info and query (where a password can be)
 /// masked, e.g. `redis://***@cache:6379/0`.
 fn redact_redis(url: &str) -> String {
-    url.split(',')
-        .map(|node| redact_redis_node(node.trim()))
+    redis_nodes(url)
+        .map(redact_redis_node)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The nodes of a `--redis-url` (one, or a cluster's comma-separated list;
+/// blanks skipped).
+fn redis_nodes(url: &str) -> impl Iterator<Item = &str> {
+    url.split(',').map(str::trim).filter(|n| !n.is_empty())
 }
 
 fn redact_redis_node(url: &str) -> String {
@@ -318,8 +323,7 @@ fn redact_redis_node(url: &str) -> String {
 /// messages of other crates may quote the URL.
 fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &redact_redis(url));
-    for node in url.split(',') {
-        let node = node.trim();
+    for node in redis_nodes(url) {
         out = out.replace(node, &redact_redis_node(node));
         let userinfo = node
             .split_once("://")
@@ -492,5 +496,10 @@ mod tests {
         assert_eq!(redact_redis(nodes), "redis://***@a:7000,redis://***@b:7001");
         let said = scrub("pw-one and pw-two refused", nodes);
         assert_eq!(said, "*** and *** refused");
+        // A trailing comma is no empty node (replacing "" would garble the text).
+        assert_eq!(
+            scrub("pw-one refused", "redis://:pw-one@a:7000,"),
+            "*** refused"
+        );
     }
 }
