@@ -369,8 +369,11 @@ fn valid_requests_are_served_while_2000_idle_and_slow_connections_are_held() {
                 Some(200),
                 "round {round}: GET {path} with {HELD} connections held: no answer after {took:?}"
             );
+            // Under 3 s: a SYN the kernel drops while the accept queue is
+            // momentarily full is sent again after 1 s (CI saw 1.02 s once);
+            // before the fix every request timed out.
             assert!(
-                took < Duration::from_secs(1),
+                took < Duration::from_secs(3),
                 "round {round}: GET {path} took {took:?} with {HELD} connections held"
             );
         }
